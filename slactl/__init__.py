@@ -1,0 +1,23 @@
+"""slactl: differentiable sparse linear algebra for PyTorch.
+
+>>> import slactl
+>>> A = slactl.SparseMatrix.from_dense(torch.eye(3))
+"""
+
+from slactl.engine import SparseMatrix, add, matmul, scale, spgemm, transpose, triangular_solve
+from slactl import errors
+from slactl.errors import *  # noqa: F401,F403  (the exception tree is public API)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SparseMatrix",
+    "add",
+    "matmul",
+    "scale",
+    "spgemm",
+    "transpose",
+    "triangular_solve",
+    "errors",
+    "__version__",
+] + errors.__all__

@@ -1,0 +1,84 @@
+"""The `slactl` command: one Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from slactl.cli.errors import INTERNAL_ERROR, exit_code_for
+
+app = typer.Typer(
+    name="slactl",
+    help="Differentiable sparse linear algebra for PyTorch: solve, inspect, convert and partition sparse matrices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def version() -> None:
+    """Print the slactl, torch and Python versions."""
+    import platform
+
+    import torch
+
+    import slactl
+
+    typer.echo(f"slactl {slactl.__version__} (torch {torch.__version__}, Python {platform.python_version()})")
+
+
+def _register_commands() -> None:
+    # Imported for their @app.command side effects; each module owns one group of commands.
+    import importlib
+
+    for name in ("slactl.cli.solve", "slactl.cli.files"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != name:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turn every user error into one line and its exit code."""
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        err_console.print("slactl: interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place where errors become exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return int(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("slactl: aborted")
+            return 1
+        code, label = exit_code_for(exc)
+        if code == INTERNAL_ERROR or _state["debug"]:
+            raise
+        err_console.print(f"slactl: {label}: {exc}", markup=False)
+        return code
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
