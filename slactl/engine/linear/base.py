@@ -1,0 +1,102 @@
+"""The setup/solve split every linear solver follows.
+
+``Solver.setup(A)`` does the expensive work once (factorization, preconditioner hierarchy) and
+returns a :class:`Prepared` object; ``prepared.solve(b)`` may run many times; and
+``prepared.transpose()`` is the solver of ``A^T`` built from the same work, which is what the
+adjoint (backward) pass uses: no re-factorization, no re-analysis.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Any, Callable
+
+import torch
+
+from slactl.engine.krylov.result import Status
+from slactl.engine.linear.result import SolveResult
+from slactl.engine.matrix import SparseMatrix
+
+
+def residual_norms(A: SparseMatrix, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(||b - A x||, ||b||)`` per column (2-norm)."""
+    r = b - A @ x
+    return torch.linalg.vector_norm(r, dim=0), torch.linalg.vector_norm(b, dim=0)
+
+
+class Prepared(abc.ABC):
+    """A solver set up for one matrix (values fixed). Subclasses implement ``_solve``/``transpose``."""
+
+    backend: str = "?"
+    method: str = "?"
+    preconditioner: str = "none"
+
+    def __init__(self, A: SparseMatrix, setup_seconds: float = 0.0):
+        self.A = A.detach()
+        self.setup_seconds = setup_seconds
+
+    @abc.abstractmethod
+    def _solve(
+        self, b: torch.Tensor, x0: torch.Tensor | None, rtol: float, atol: float,
+        maxiter: int | None, callback: Callable[[int, float], None] | None,
+    ) -> tuple[torch.Tensor, Status, int, torch.Tensor, Any]:
+        """Return ``(x, status, iterations, residual_norms, krylov_result_or_None)``."""
+
+    @abc.abstractmethod
+    def transpose(self) -> "Prepared":
+        """The prepared solver of ``A^T``, reusing this one's set-up."""
+
+    def solve(
+        self, b: torch.Tensor, *, x0: torch.Tensor | None = None, rtol: float = 1e-8,
+        atol: float = 0.0, maxiter: int | None = None,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> SolveResult:
+        """Solve ``A x = b`` (not differentiable by itself; `slactl.solve` wraps it in the adjoint)."""
+        t0 = time.perf_counter()
+        x, status, iterations, history, krylov = self._solve(b, x0, rtol, atol, maxiter, callback)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+        seconds = time.perf_counter() - t0
+        res, bn = residual_norms(self.A, x, b)
+        rel = res / torch.where(bn > 0, bn, torch.ones_like(bn))
+        return SolveResult(
+            x=x, status=status, iterations=iterations, residual_norms=history,
+            relative_residual=float(rel.max()) if rel.numel() else 0.0, backend=self.backend,
+            method=self.method, preconditioner=self.preconditioner,
+            setup_seconds=self.setup_seconds, solve_seconds=seconds, krylov=krylov,
+        )
+
+
+class DirectPrepared(Prepared):
+    """A factorization: ``_apply_inverse(b, transpose)``; solves add iterative refinement.
+
+    Refinement (at most ``refinement_steps`` corrections with the same factors) runs only when the
+    first solve misses ``max(rtol * ||b||, atol)``; if it still misses, the status is INACCURATE.
+    """
+
+    method = "direct"
+    refinement_steps = 3
+
+    def __init__(self, A: SparseMatrix, setup_seconds: float = 0.0, transposed: bool = False):
+        super().__init__(A, setup_seconds)
+        self.transposed = transposed
+
+    @abc.abstractmethod
+    def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
+        """``A^{-1} b`` (``A^{-T} b`` when ``self.transposed``); ``self.A`` is already the transpose then."""
+
+    def _solve(self, b, x0, rtol, atol, maxiter, callback):  # type: ignore[override]
+        x = self._apply_inverse(b)
+        tol = torch.clamp(rtol * torch.linalg.vector_norm(b, dim=0), min=atol)
+        history = []
+        steps = 0
+        for steps in range(self.refinement_steps + 1):
+            r = b - self.A @ x
+            rn = torch.linalg.vector_norm(r, dim=0)
+            history.append(rn)
+            if bool((rn <= tol).all()) or steps == self.refinement_steps:
+                break
+            x = x + self._apply_inverse(r)
+        status = Status.CONVERGED if bool((history[-1] <= tol).all()) else Status.INACCURATE
+        return x, status, steps, torch.stack(history), None

@@ -1,0 +1,150 @@
+"""Auto-dispatch: pick backend, method and preconditioner from device, dtype, size, structure and
+what is installed, and say why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from slactl.engine.linear.backends import BACKENDS, get_backend
+from slactl.engine.linear.structure import Structure
+from slactl.errors import BackendUnavailableError, UsageError
+
+# Below this many rows a sparse direct solve beats any iterative method on the CPU (fill stays
+# small and there is no tolerance to meet).
+CPU_DIRECT_MAX_ROWS = 50_000
+# Nonsymmetric CPU problems go to SuperLU up to this size (robust); above it, GMRES + ILU(0).
+CPU_NONSYMMETRIC_DIRECT_MAX_ROWS = 400_000
+KRYLOV_METHODS = ("cg", "bicgstab", "gmres", "minres")
+
+
+@dataclass
+class Choice:
+    backend: str
+    method: str
+    preconditioner: Any
+    reasons: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        pre = self.preconditioner if isinstance(self.preconditioner, str) else type(self.preconditioner).__name__
+        lines = [f"chose backend={self.backend} method={self.method} preconditioner={pre}"]
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def _amg_available() -> bool:
+    try:
+        import pyamg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _spd_preconditioner(n: int, reasons: list[str]) -> str:
+    if _amg_available():
+        reasons.append("SPD evidence: CG with smoothed-aggregation AMG (iterations nearly independent of n)")
+        return "amg"
+    reasons.append("SPD evidence but pyamg is not installed (pip install pyamg): CG with IC(0)")
+    return "ic0"
+
+
+def _first_available_direct(device: str, reasons: list[str]) -> str | None:
+    order = ["superlu"] if device == "cpu" else ["cudss", "cupyx"]
+    for name in order:
+        ok, why = BACKENDS[name].availability()
+        if ok:
+            return name
+        reasons.append(f"{name} unavailable: {why}")
+    return None
+
+
+def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structure | None, *,
+           method: str = "auto", backend: str = "auto", preconditioner: Any = "auto") -> Choice:
+    """Choose what solves ``A x = b``; ``Choice.reasons`` records each decision."""
+    reasons: list[str] = []
+    dev = device.type
+    if method not in ("auto", "direct") + KRYLOV_METHODS:
+        raise UsageError(f"unknown method {method!r}; choose auto, direct, {', '.join(KRYLOV_METHODS)}")
+    if backend != "auto":
+        b = get_backend(backend)
+        if dev not in b.devices:
+            raise BackendUnavailableError(f"backend {backend!r} runs on {', '.join(b.devices)}, but A is on {dev}; move A with A.to(...) or pick another backend")
+        b.require()
+        if method == "auto":
+            method = "direct" if b.kind == "direct" else _krylov_for(structure, reasons)
+        elif method not in b.methods:
+            raise UsageError(f"backend {backend!r} offers methods {', '.join(b.methods)}, not {method!r}")
+        reasons.append(f"backend {backend} requested")
+        pre = _preconditioner_for(method, structure, preconditioner, n, reasons)
+        return Choice(backend, method, pre, reasons)
+
+    if method in KRYLOV_METHODS:
+        reasons.append(f"method {method} requested: slactl's Krylov methods on torch")
+        return Choice("torch", method, _preconditioner_for(method, structure, preconditioner, n, reasons), reasons)
+
+    if method == "direct":
+        name = _first_available_direct(dev, reasons)
+        if name is None:
+            raise BackendUnavailableError(
+                "no direct solver is available on this device: " + "; ".join(reasons)
+                + ". Install nvmath-python with cuDSS (pip install 'slactl[cuda]') or use an iterative method"
+            )
+        reasons.append(f"direct solve requested: {name}")
+        return Choice(name, "direct", "none", reasons)
+
+    # ---- auto
+    symmetric = structure is not None and structure.symmetric
+    spd = structure is not None and structure.spd_likely
+    if dev == "cpu":
+        if n <= CPU_DIRECT_MAX_ROWS:
+            reasons.append(f"n = {n} <= {CPU_DIRECT_MAX_ROWS}: a sparse LU is fastest and needs no tolerance")
+            return Choice("superlu", "direct", "none", reasons)
+        if spd:
+            reasons.append(f"n = {n} is large and A is symmetric with a positive diagonal ({structure.spd_evidence} SPD)")
+            return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons), reasons)
+        if n <= CPU_NONSYMMETRIC_DIRECT_MAX_ROWS:
+            reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and n = {n} <= {CPU_NONSYMMETRIC_DIRECT_MAX_ROWS}: SuperLU is the robust choice")
+            return Choice("superlu", "direct", "none", reasons)
+        m = "minres" if symmetric else "gmres"
+        reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and large: {m}")
+        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons), reasons)
+
+    # CUDA
+    if spd:
+        reasons.append(f"A is on {dev} and symmetric with a positive diagonal ({structure.spd_evidence} SPD): CG keeps everything on the device")
+        return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons), reasons)
+    name = _first_available_direct(dev, reasons)
+    if name is not None:
+        reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} on {dev}: direct solve with {name}")
+        return Choice(name, "direct", "none", reasons)
+    m = "minres" if symmetric else "gmres"
+    reasons.append(f"no GPU direct solver: {m}")
+    return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons), reasons)
+
+
+def _krylov_for(structure: Structure | None, reasons: list[str]) -> str:
+    if structure is not None and structure.spd_likely:
+        reasons.append("SPD evidence: cg")
+        return "cg"
+    if structure is not None and structure.symmetric:
+        reasons.append("symmetric, not known to be definite: minres")
+        return "minres"
+    reasons.append("nonsymmetric: gmres")
+    return "gmres"
+
+
+def _preconditioner_for(method: str, structure: Structure | None, requested: Any, n: int, reasons: list[str]) -> Any:
+    if method == "direct":
+        return "none"
+    if not (isinstance(requested, str) and requested == "auto"):
+        reasons.append(f"preconditioner {requested if isinstance(requested, str) else type(requested).__name__} requested")
+        return requested
+    if method in ("cg", "minres"):
+        if structure is not None and structure.spd_likely:
+            return _spd_preconditioner(n, reasons)
+        reasons.append("symmetric method without SPD evidence: Jacobi needs a positive diagonal, so none")
+        return "jacobi" if structure is not None and structure.positive_diagonal else "none"
+    reasons.append("nonsymmetric Krylov method: ILU(0)")
+    return "ilu0"

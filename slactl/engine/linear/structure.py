@@ -1,0 +1,46 @@
+"""Cheap structural evidence about a matrix, used by auto-dispatch and `slactl info`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from slactl.engine.matrix import SparseMatrix
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a solver needs to know about ``A`` (one matrix; a batch reports its worst member).
+
+    ``spd_evidence`` is ``"proven"`` (symmetric, positive diagonal, weakly diagonally dominant:
+    SPD by Gershgorin when also nonsingular), ``"likely"`` (symmetric with a positive diagonal: CG
+    is tried and falls back on indefiniteness) or ``"none"``.
+    """
+
+    square: bool
+    symmetric: bool
+    positive_diagonal: bool
+    diagonally_dominant: bool
+    spd_evidence: str
+
+    @property
+    def spd_likely(self) -> bool:
+        return self.spd_evidence in ("proven", "likely")
+
+
+def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
+    """Symmetry, diagonal sign and diagonal dominance of ``A`` in O(nnz)."""
+    m, n = A.shape
+    if m != n:
+        return Structure(False, False, False, False, "none")
+    with torch.no_grad():
+        symmetric = A.is_symmetric(symmetry_tol)
+        diag = A.diagonal()
+        positive = bool((diag > 0).all()) if diag.numel() else False
+        off = A.abs().sum(dim=1) - diag.abs()
+        dominant = bool((diag.abs() >= off * (1 - 1e-12)).all()) if diag.numel() else False
+    evidence = "none"
+    if symmetric and positive:
+        evidence = "proven" if dominant else "likely"
+    return Structure(True, symmetric, positive, dominant, evidence)
