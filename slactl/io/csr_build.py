@@ -1,0 +1,155 @@
+"""Build a canonical CSR from COO blocks in two passes, with memory close to the result's size.
+
+Pass 1 (while the text is parsed) counts the entries of every row and keeps the blocks, either in
+memory (:class:`MemorySink`) or in raw binary files on disk (:class:`DiskSink`, for conversions
+of matrices larger than memory comfortably holds twice). Pass 2 scatters each block straight into
+its final CSR position (a counting sort, one block at a time), then SciPy sorts the columns within
+each row and sums duplicates in place. Symmetric files are expanded here, block by block, so the
+mirrored half is never held twice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from slactl.io.matrix_data import canonical_csr, index_dtype
+from slactl.io.mtx_body import CooBlock
+
+# Pass 2 reads spilled entries back this many at a time.
+_READBACK_ENTRIES = 1 << 21
+
+
+def mirror(block: CooBlock, symmetry: str) -> CooBlock:
+    """The entries a symmetric file leaves implicit: (j, i) for every stored (i, j) with i != j."""
+    off = block.rows != block.cols
+    vals = None
+    if block.values is not None:
+        vals = block.values[off]
+        if symmetry == "skew-symmetric":
+            vals = -vals
+        elif symmetry == "hermitian":
+            vals = np.conj(vals)
+    return CooBlock(block.cols[off], block.rows[off], vals)
+
+
+class MemorySink:
+    """Keeps COO blocks in memory (compact index dtype) and counts entries per row."""
+
+    def __init__(self, nrows: int, ncols: int, symmetry: str):
+        self.nrows, self.symmetry = nrows, symmetry
+        self.counts = np.zeros(nrows, dtype=np.int64)
+        self._idx = index_dtype(nrows, ncols, 0)
+        self._blocks: list[CooBlock] = []
+
+    def add(self, block: CooBlock) -> None:
+        self.counts += np.bincount(block.rows, minlength=self.nrows)
+        if self.symmetry != "general":
+            self.counts += np.bincount(block.cols[block.rows != block.cols], minlength=self.nrows)
+        self._store(CooBlock(block.rows.astype(self._idx), block.cols.astype(self._idx), block.values))
+
+    def _store(self, block: CooBlock) -> None:
+        self._blocks.append(block)
+
+    def blocks(self) -> Iterator[CooBlock]:
+        while self._blocks:
+            yield self._blocks.pop(0)  # release each block once it has been scattered
+
+    def close(self) -> None:
+        self._blocks.clear()
+
+
+class DiskSink(MemorySink):
+    """Spills COO blocks to raw binary files in a private temporary directory.
+
+    The directory is created beside the output (same file system, and the user chose that disk
+    for a large file) and removed by :meth:`close`.
+    """
+
+    def __init__(self, nrows: int, ncols: int, symmetry: str, directory: str | os.PathLike):
+        super().__init__(nrows, ncols, symmetry)
+        self._dir = tempfile.TemporaryDirectory(prefix=".slactl-spill-", dir=directory)
+        base = Path(self._dir.name)
+        self._files = {name: open(base / name, "w+b") for name in ("rows", "cols", "values")}
+        self._value_dtype: np.dtype | None = None
+        self._n = 0
+
+    def _store(self, block: CooBlock) -> None:
+        block.rows.tofile(self._files["rows"])
+        block.cols.tofile(self._files["cols"])
+        if block.values is not None:
+            self._value_dtype = block.values.dtype
+            block.values.tofile(self._files["values"])
+        self._n += len(block.rows)
+
+    def blocks(self) -> Iterator[CooBlock]:
+        for f in self._files.values():
+            f.flush()
+        for start in range(0, self._n, _READBACK_ENTRIES):
+            count = min(_READBACK_ENTRIES, self._n - start)
+            rows = self._read("rows", self._idx, start, count)
+            cols = self._read("cols", self._idx, start, count)
+            vals = None if self._value_dtype is None else self._read("values", self._value_dtype, start, count)
+            yield CooBlock(rows, cols, vals)
+
+    def _read(self, name: str, dtype: np.dtype, start: int, count: int) -> np.ndarray:
+        f = self._files[name]
+        f.seek(start * np.dtype(dtype).itemsize)
+        return np.fromfile(f, dtype=dtype, count=count)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._dir.cleanup()
+
+
+def _scatter(block: CooBlock, next_free: np.ndarray, indices: np.ndarray, data: np.ndarray | None) -> None:
+    """Put a block's entries at their rows' next free CSR slots (stable counting sort)."""
+    b = block.rows.shape[0]
+    if b == 0:
+        return
+    order = np.argsort(block.rows, kind="stable")
+    rows = block.rows[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    run_len = np.diff(np.r_[starts, b])
+    rank = np.arange(b, dtype=np.int64) - np.repeat(starts, run_len)
+    pos = next_free[rows] + rank
+    indices[pos] = block.cols[order]
+    if data is not None:
+        data[pos] = block.values[order]
+    next_free[rows[starts]] += run_len
+
+
+def build_csr(
+    sink: MemorySink,
+    shape: tuple[int, int],
+    field: str,
+    value_dtype: np.dtype,
+    progress: Callable[[int], None] | None = None,
+) -> sp.csr_array:
+    """Pass 2: scatter the sink's blocks (and their mirrors) into one canonical CSR."""
+    m, n = shape
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(sink.counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    idx = index_dtype(m, n, nnz)
+    indices = np.empty(nnz, dtype=idx)
+    pattern = field == "pattern"
+    data = np.ones(nnz, dtype=value_dtype) if pattern else np.empty(nnz, dtype=value_dtype)
+    next_free = indptr[:-1].copy()
+    done = 0
+    for block in sink.blocks():
+        _scatter(block, next_free, indices, None if pattern else data)
+        if sink.symmetry != "general":
+            _scatter(mirror(block, sink.symmetry), next_free, indices, None if pattern else data)
+        done += len(block.rows)
+        if progress is not None:
+            progress(done)
+    sink.close()
+    del next_free
+    return canonical_csr(data, indices, indptr.astype(idx, copy=False), shape, field)

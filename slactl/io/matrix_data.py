@@ -1,0 +1,167 @@
+"""`MatrixData`: a sparse matrix as plain arrays (SciPy CSR) plus what its file says about it.
+
+Every reader in :mod:`slactl.io` returns one and every writer takes one, so the formats never need
+to know about each other. The CSR is *canonical*: column indices sorted within each row, no
+duplicated coordinates, int32 indices where they fit (int64 otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from slactl.errors import FormatError, UsageError
+
+FIELDS = ("real", "integer", "complex", "pattern")
+SYMMETRIES = ("general", "symmetric", "skew-symmetric", "hermitian")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass
+class MatrixData:
+    """A sparse matrix read from or bound for a file.
+
+    Parameters
+    ----------
+    csr : scipy.sparse.csr_array
+        The full matrix (symmetric files are expanded), canonical CSR.
+    field : {"real", "integer", "complex", "pattern"}
+        What the values are. A pattern matrix stores ones.
+    symmetry : {"general", "symmetric", "skew-symmetric", "hermitian"}
+        The symmetry the source declared (and a Matrix Market writer will exploit).
+    source : str, optional
+        Where the matrix came from (a file name, a gallery command), kept as metadata.
+    """
+
+    csr: Any
+    field: str = "real"
+    symmetry: str = "general"
+    source: str | None = None
+    extra: dict = dc_field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.field not in FIELDS:
+            raise UsageError(f"field must be one of {FIELDS}, got {self.field!r}")
+        if self.symmetry not in SYMMETRIES:
+            raise UsageError(f"symmetry must be one of {SYMMETRIES}, got {self.symmetry!r}")
+        if not isinstance(self.csr, sp.csr_array):
+            self.csr = sp.csr_array(self.csr)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.csr.shape)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.csr.nnz)
+
+
+def index_dtype(nrows: int, ncols: int, nnz: int) -> np.dtype:
+    """int32 when every index and pointer fits, else int64 (the same rule for all formats)."""
+    return np.dtype(np.int32 if max(nrows, ncols, nnz) <= _INT32_MAX else np.int64)
+
+
+def value_dtype(field: str, stored: np.dtype | None = None) -> np.dtype:
+    """The NumPy dtype that holds values of a Matrix Market ``field``."""
+    if field == "complex":
+        return np.dtype(np.complex128) if stored is None else np.dtype(stored)
+    if field == "integer":
+        return np.dtype(np.int64)
+    return np.dtype(np.float64) if stored is None else np.dtype(stored)
+
+
+def field_of(values: np.ndarray) -> str:
+    """The Matrix Market field that represents ``values`` exactly."""
+    kind = values.dtype.kind
+    if kind == "c":
+        return "complex"
+    if kind in "iu":
+        return "integer"
+    if kind == "b":
+        return "pattern"
+    if kind == "f":
+        return "real"
+    raise UsageError(f"values of dtype {values.dtype} cannot be stored; use float, int or complex")
+
+
+def canonical_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape, field: str) -> sp.csr_array:
+    """Wrap CSR arrays without copying, then sort rows and sum duplicates in place.
+
+    A pattern matrix keeps value 1 where an entry was listed twice: a pattern is a set.
+    """
+    idx = index_dtype(shape[0], shape[1], len(indices))
+    csr = sp.csr_array((data, indices.astype(idx, copy=False), indptr.astype(idx, copy=False)), shape=shape)
+    csr.sum_duplicates()  # scipy sorts and sums in place (C++), no second copy of the arrays
+    if field == "pattern":
+        csr.data[:] = 1
+    return csr
+
+
+def validate_csr_arrays(indptr: np.ndarray, indices: np.ndarray, shape, where: str, path: Any) -> None:
+    """Check the CSR invariants a damaged store or archive could break; raise FormatError."""
+    m, n = shape
+    if indptr.ndim != 1 or indptr.shape[0] != m + 1:
+        raise FormatError(f"{where}: row pointers have length {indptr.shape[0]}, expected rows + 1 = {m + 1}", path)
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0]:
+        raise FormatError(
+            f"{where}: row pointers must run from 0 to nnz = {indices.shape[0]}, "
+            f"found {int(indptr[0])}..{int(indptr[-1])}; the data is damaged",
+            path,
+        )
+    if m and bool((np.diff(indptr) < 0).any()):
+        raise FormatError(f"{where}: row pointers decrease; the data is damaged", path)
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise FormatError(
+            f"{where}: column indices must lie in [0, {n}), found {int(indices.min())}..{int(indices.max())}", path
+        )
+
+
+def check_finite(values: np.ndarray, allow_nonfinite: bool, where: str, path: Any) -> None:
+    """Refuse NaN and Inf unless the caller allowed them (they poison every solver silently)."""
+    if allow_nonfinite or values.dtype.kind not in "fc" or values.size == 0:
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise FormatError(
+            f"{where}: stored value {k} is {values[k]}; pass allow_nonfinite=True (--allow-nonfinite) to accept NaN/Inf",
+            path,
+        )
+
+
+def has_symmetry(csr: sp.csr_array, symmetry: str) -> bool:
+    """Whether ``csr`` has ``symmetry`` exactly (bit for bit, explicit zeros included)."""
+    if symmetry == "general":
+        return True
+    m, n = csr.shape
+    if m != n:
+        return False
+    t = csr.T.tocsr()
+    t.sort_indices()
+    a = csr.copy()
+    a.sort_indices()
+    if not (np.array_equal(a.indptr, t.indptr) and np.array_equal(a.indices, t.indices)):
+        return False
+    if symmetry == "symmetric":
+        return bool(np.array_equal(a.data, t.data))
+    if symmetry == "skew-symmetric":
+        return bool(np.array_equal(a.data, -t.data)) and not a.diagonal().any()
+    if symmetry == "hermitian":
+        return bool(np.array_equal(a.data, np.conj(t.data)))
+    raise UsageError(f"symmetry must be one of {SYMMETRIES}, got {symmetry!r}")
+
+
+def detect_symmetry(csr: sp.csr_array, field: str) -> str:
+    """The strongest symmetry ``csr`` has exactly: what a Matrix Market writer can exploit."""
+    if csr.shape[0] != csr.shape[1] or csr.nnz == 0:
+        return "general"
+    if has_symmetry(csr, "symmetric"):
+        return "symmetric"
+    if field == "complex" and has_symmetry(csr, "hermitian"):
+        return "hermitian"
+    if field != "pattern" and has_symmetry(csr, "skew-symmetric"):
+        return "skew-symmetric"
+    return "general"

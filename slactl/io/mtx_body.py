@@ -1,0 +1,245 @@
+"""Matrix Market body: blocks of lines parsed strictly with NumPy, checked, and turned into COO.
+
+Why NumPy's ``loadtxt`` and not SciPy's fast reader (``fast_matrix_market``) for the body: the fast
+reader silently accepts malformed numbers ("0x10" reads as 0, "1.0D+02" as 1.0, "1.5" in an integer
+file as 1) and ignores extra columns, which would turn a damaged file into a wrong matrix.
+``loadtxt`` (C parser) rejects all of those, and it parses a block of lines at a time, which is what
+a bounded-memory conversion needs. When it refuses a block, a slow pure-Python scan of that block
+finds the first bad line so the error can name it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterator
+
+import numpy as np
+
+from slactl.errors import FormatError
+from slactl.io.mtx_header import MtxHeader
+
+DEFAULT_BLOCK_BYTES = 32 << 20
+MAX_BODY_LINE = 1 << 20
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
+@dataclass
+class CooBlock:
+    """Entries from one block of lines: 0-based ``rows``, ``cols`` and ``values`` (None for pattern)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray | None
+
+
+def _columns(header: MtxHeader) -> list[tuple[str, str, str]]:
+    """(record name, kind, what a user calls it) for each number on a body line."""
+    cols = [("i", "int", "row index"), ("j", "int", "column index")] if header.format == "coordinate" else []
+    if header.field == "complex":
+        cols += [("re", "float", "real part"), ("im", "float", "imaginary part")]
+    elif header.field == "integer":
+        cols += [("v", "int", "value")]
+    elif header.field == "real":
+        cols += [("v", "float", "value")]
+    return cols
+
+
+def _line_blocks(stream: BinaryIO, block_bytes: int, path: Any) -> Iterator[bytes]:
+    """Yield chunks of whole lines (each ends with a newline, except possibly the last)."""
+    carry = b""
+    while True:
+        buf = stream.read(block_bytes)
+        if not buf:
+            if carry:
+                yield carry
+            return
+        buf = carry + buf
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            if len(buf) > MAX_BODY_LINE:
+                raise FormatError(f"a body line is longer than {MAX_BODY_LINE} bytes; the file is damaged", path)
+            carry = buf
+            continue
+        carry = buf[cut + 1 :]
+        yield buf[: cut + 1]
+
+
+def _line_of_entry(block: bytes, first_line: int, k: int) -> int:
+    """File line of the ``k``-th (0-based) non-blank line of ``block`` (error path only)."""
+    seen = -1
+    for offset, raw in enumerate(block.split(b"\n")):
+        if raw.strip():
+            seen += 1
+            if seen == k:
+                return first_line + offset
+    return first_line + block.count(b"\n")
+
+
+class BodyReader:
+    """Iterate over the body of a Matrix Market file as :class:`CooBlock` pieces.
+
+    Parameters
+    ----------
+    stream : binary file
+        Positioned at the first body line (after :func:`~slactl.io.mtx_header.read_header`).
+    header : MtxHeader
+        What the header declared; the body is checked against it.
+    path : path-like
+        Named in every error.
+    allow_nonfinite : bool
+        Accept NaN and Inf values (refused by default).
+    block_bytes : int
+        How much text to parse at a time; memory use is a small multiple of this.
+    progress : callable, optional
+        Called after each block with no arguments (the caller knows how to measure progress).
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        header: MtxHeader,
+        path: Any,
+        *,
+        allow_nonfinite: bool = False,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+        progress: Callable[[], None] | None = None,
+    ):
+        self.stream, self.header, self.path = stream, header, path
+        self.allow_nonfinite = allow_nonfinite
+        self.block_bytes = max(int(block_bytes), 1)
+        self.progress = progress
+        self.columns = _columns(header)
+        kinds = {"int": np.int64, "float": np.float64}
+        self.dtype = np.dtype([(name, kinds[kind]) for name, kind, _ in self.columns])
+        self.count = 0
+        self._col_starts: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[CooBlock]:
+        line = self.header.size_line + 1
+        for block in _line_blocks(self.stream, self.block_bytes, self.path):
+            rec = self._parse(block, line)
+            if self.count + len(rec) > self.header.entries:
+                extra = _line_of_entry(block, line, self.header.entries - self.count)
+                raise FormatError(
+                    f"more data lines than the {self.header.entries} entries declared on line "
+                    f"{self.header.size_line}; fix the size line or remove the extra lines",
+                    self.path,
+                    extra,
+                )
+            if len(rec):
+                yield self._to_coo(rec, block, line)
+            self.count += len(rec)
+            line += block.count(b"\n")
+            if self.progress is not None:
+                self.progress()
+        if self.count < self.header.entries:
+            raise FormatError(
+                f"file ends after {self.count} of the {self.header.entries} entries declared on line "
+                f"{self.header.size_line}; the file is truncated or the size line is wrong",
+                self.path,
+                line,
+            )
+
+    def _parse(self, block: bytes, first_line: int) -> np.ndarray:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data" for a blank block
+                return np.loadtxt(io.BytesIO(block), dtype=self.dtype, comments=None, ndmin=1)
+        except (ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+            raise self._locate(block, first_line, str(exc)) from None
+
+    def _locate(self, block: bytes, first_line: int, detail: str) -> FormatError:
+        """Find the first line of ``block`` that the strict grammar refuses (error path only)."""
+        want = len(self.columns)
+        layout = ", ".join(what for _, _, what in self.columns) or "nothing"
+        for offset, raw in enumerate(block.split(b"\n")):
+            tokens = raw.decode("latin-1").split()
+            if not tokens:
+                continue
+            line = first_line + offset
+            if tokens[0].startswith("%"):
+                return FormatError("comment lines are allowed only before the size line", self.path, line)
+            if len(tokens) != want:
+                return FormatError(f"expected {want} numbers ({layout}), found {len(tokens)}", self.path, line)
+            for tok, (_, kind, what) in zip(tokens, self.columns):
+                if kind == "int" and not (_INT.fullmatch(tok) and -(2**63) <= int(tok) < 2**63):
+                    return FormatError(f"{what} {tok[:40]!r} is not a 64-bit integer", self.path, line)
+                if kind == "float" and not _FLOAT.fullmatch(tok):
+                    return FormatError(f"{what} {tok[:40]!r} is not a number", self.path, line)
+        last = first_line + block.count(b"\n")
+        detail = detail.splitlines()[0][:200] if detail else "unknown error"
+        return FormatError(f"lines {first_line}-{last} could not be parsed ({detail})", self.path)
+
+    # ----------------------------------------------------------------------------- checks
+    def _fail(self, message: str, block: bytes, first_line: int, k: int) -> FormatError:
+        return FormatError(message, self.path, _line_of_entry(block, first_line, k))
+
+    def _values(self, rec: np.ndarray, block: bytes, first_line: int) -> np.ndarray | None:
+        field = self.header.field
+        if field == "pattern":
+            return None
+        vals = rec["re"] + 1j * rec["im"] if field == "complex" else rec["v"]
+        if not self.allow_nonfinite and field != "integer":
+            bad = ~np.isfinite(vals)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise self._fail(
+                    f"value {vals[k]} is not finite; pass allow_nonfinite=True (--allow-nonfinite) to accept NaN/Inf",
+                    block, first_line, k,
+                )
+        return vals
+
+    def _check_diagonal(self, rows, cols, vals, block: bytes, first_line: int) -> None:
+        sym = self.header.symmetry
+        if vals is None or sym not in ("skew-symmetric", "hermitian"):
+            return
+        diag = rows == cols
+        bad = diag & (vals != 0) if sym == "skew-symmetric" else diag & (np.imag(vals) != 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            what = "a skew-symmetric matrix has a zero diagonal" if sym == "skew-symmetric" else (
+                "a hermitian matrix has a real diagonal"
+            )
+            raise self._fail(f"diagonal entry {vals[k]} is not allowed: {what}", block, first_line, k)
+
+    def _to_coo(self, rec: np.ndarray, block: bytes, first_line: int) -> CooBlock:
+        if self.header.format == "array":
+            return self._array_to_coo(rec, block, first_line)
+        m, n = self.header.nrows, self.header.ncols
+        rows = rec["i"] - 1
+        cols = rec["j"] - 1
+        bad = (rows < 0) | (rows >= m) | (cols < 0) | (cols >= n)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise self._fail(
+                f"entry ({rows[k] + 1}, {cols[k] + 1}) lies outside the {m} x {n} matrix declared on line "
+                f"{self.header.size_line} (indices are 1-based)",
+                block, first_line, k,
+            )
+        vals = self._values(rec, block, first_line)
+        self._check_diagonal(rows, cols, vals, block, first_line)
+        return CooBlock(rows, cols, vals)
+
+    def _array_to_coo(self, rec: np.ndarray, block: bytes, first_line: int) -> CooBlock:
+        """Dense column-major values -> coordinates of the nonzeros (zeros are not stored)."""
+        vals = self._values(rec, block, first_line)
+        k = np.arange(self.count, self.count + len(rec), dtype=np.int64)
+        m, sym = self.header.nrows, self.header.symmetry
+        if sym == "general":
+            rows, cols = k % m, k // m
+        else:
+            # Column j of the stored (lower) triangle starts at value number starts[j].
+            skew = sym == "skew-symmetric"
+            if self._col_starts is None:
+                j = np.arange(self.header.ncols, dtype=np.int64)
+                self._col_starts = j * (m - skew) - j * (j - 1) // 2
+            cols = np.searchsorted(self._col_starts, k, side="right") - 1
+            rows = cols + skew + (k - self._col_starts[cols])
+        self._check_diagonal(rows, cols, vals, block, first_line)
+        keep = vals != 0
+        return CooBlock(rows[keep], cols[keep], vals[keep])

@@ -1,0 +1,84 @@
+"""Dense vectors and blocks of vectors on disk: right-hand sides and solutions (.npy, .mtx, .zarr, .txt)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from slactl.errors import FormatError, StoreExistsError, UsageError
+
+VECTOR_SUFFIXES = (".npy", ".mtx", ".txt", ".zarr")
+
+
+def _suffix(path: Path) -> str:
+    s = path.suffix.lower()
+    if s not in VECTOR_SUFFIXES:
+        raise UsageError(f"{path}: a vector file must end in one of {', '.join(VECTOR_SUFFIXES)}")
+    return s
+
+
+def read_vector(path: str | os.PathLike) -> np.ndarray:
+    """A vector ``[n]`` or block ``[n, k]`` from .npy, .mtx (array or coordinate), .txt or a zarr array."""
+    path = Path(path)
+    s = _suffix(path)
+    if not path.exists():
+        raise FormatError("no such file; check the path", path)
+    try:
+        if s == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif s == ".txt":
+            data = np.loadtxt(path, ndmin=1)
+        elif s == ".mtx":
+            import scipy.io
+            import scipy.sparse as sp
+
+            data = scipy.io.mmread(str(path))
+            data = data.toarray() if sp.issparse(data) else np.asarray(data)
+        else:
+            import zarr
+
+            data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+    except FormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file to the user
+        raise FormatError(f"cannot read a vector from it ({type(exc).__name__}: {exc})", path) from None
+    if data.ndim == 2 and data.shape[1] == 1:
+        data = data[:, 0]
+    if data.ndim not in (1, 2) or not np.issubdtype(data.dtype, np.number):
+        raise FormatError(f"expected a numeric [n] or [n, k] array, got shape {data.shape} of {data.dtype}", path)
+    return data
+
+
+def write_vector(x: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write ``x`` atomically (temporary sibling, then rename); refuse to overwrite unless ``force``."""
+    path = Path(path)
+    s = _suffix(path)
+    if path.exists() and not force:
+        raise StoreExistsError(f"{path} exists; pass --force (force=True) to replace it")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if s == ".npy":
+        with open(tmp, "wb") as f:
+            np.save(f, x)
+    elif s == ".txt":
+        np.savetxt(tmp, x)
+    elif s == ".mtx":
+        import scipy.io
+
+        with open(tmp, "wb") as f:
+            scipy.io.mmwrite(f, x.reshape(x.shape[0], -1))
+    else:
+        import shutil
+
+        import zarr
+
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        zarr.save_array(str(tmp), x)
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    os.replace(tmp, path)
+    return path
