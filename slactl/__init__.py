@@ -5,6 +5,7 @@
 """
 
 from slactl.engine import SparseMatrix, add, matmul, scale, spgemm, transpose, triangular_solve
+from slactl.engine.files import read_matrix, write_matrix
 from slactl import errors
 from slactl.errors import *  # noqa: F401,F403  (the exception tree is public API)
 
@@ -18,6 +19,8 @@ __all__ = [
     "spgemm",
     "transpose",
     "triangular_solve",
+    "read_matrix",
+    "write_matrix",
     "errors",
     "__version__",
 ] + errors.__all__

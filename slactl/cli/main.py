@@ -51,6 +51,17 @@ def _register_commands() -> None:
                 raise
 
 
+def _click_classes() -> tuple[type, type, type]:
+    """(Exit, ClickException, Abort): from click where typer depends on it, else from typer
+    (typer >= 0.2x vendors click, so ``import click`` fails there)."""
+    try:
+        import click
+
+        return click.exceptions.Exit, click.ClickException, click.exceptions.Abort
+    except ModuleNotFoundError:
+        return typer.Exit, typer.TyperException, typer.Abort
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every user error into one line and its exit code."""
     _register_commands()
@@ -62,14 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("slactl: interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place where errors become exit codes
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
+        exit_cls, click_exc, abort_cls = _click_classes()
+        if isinstance(exc, exit_cls):
             return int(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click_exc) and hasattr(exc, "show"):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort_cls):
             err_console.print("slactl: aborted")
             return 1
         code, label = exit_code_for(exc)
