@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every user error into one line and its exit code."""
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        # Non-standalone click returns the code of a raised Exit instead of raising it.
+        if isinstance(rv, int):
+            return rv
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:

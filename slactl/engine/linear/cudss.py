@@ -1,0 +1,136 @@
+"""NVIDIA cuDSS through nvmath-python: sparse Cholesky / LDL^T / LU on the GPU.
+
+cuDSS splits a solve into analysis (reordering + symbolic factorization; depends only on the
+pattern and is the expensive part), numeric factorization and solve. The analysed solver is cached
+on the pattern, so a training loop that changes values but not the pattern re-runs only the
+numeric factorization (``reset_operands`` + ``factorize``). Several prepared factorizations may
+share one cached solver: each remembers its values, and the shared solver is re-factorized (never
+re-analysed) when a different one last used it.
+
+cuDSS 0.8 has no transposed solve. Symmetric matrices need none (A^T = A); for a nonsymmetric A the
+adjoint factorizes A^T once, with its own analysis cached on the transposed pattern.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from typing import Any
+
+import torch
+
+from slactl.engine.linear.base import DirectPrepared
+from slactl.engine.matrix import SparseMatrix
+from slactl.engine.pattern import Pattern
+from slactl.errors import BackendUnavailableError, StructureError
+
+
+def unavailable_reason() -> str | None:
+    """None when nvmath-python and the cuDSS library load, else what to install."""
+    try:
+        import nvmath.sparse.advanced  # noqa: F401
+        from nvmath.bindings import cudss  # noqa: F401
+    except ImportError as exc:
+        return f"nvmath-python with cuDSS is not installed ({exc}): pip install 'slactl[cuda]'"
+    try:
+        from nvmath.bindings import cudss as _c
+
+        _c.get_property(0)  # loads libcudss
+    except Exception as exc:  # noqa: BLE001
+        return f"the cuDSS library did not load ({type(exc).__name__}: {exc}); put it on LD_LIBRARY_PATH"
+    return None
+
+
+def _threading_layer() -> str | None:
+    """cuDSS's GNU OpenMP threading layer, if installed: multithreaded host reordering."""
+    for root in (os.environ.get("SLACTL_CUDSS_MTLAYER_DIR"), *__import__("sys").path):
+        if not root:
+            continue
+        hits = glob.glob(os.path.join(root, "nvidia", "cu1*", "lib", "libcudss_mtlayer_gomp.so*"))
+        if hits:
+            return hits[0]
+    return None
+
+
+class _SharedSolver:
+    """One analysed cuDSS solver per (pattern, dtype, system type): the cached analysis."""
+
+    def __init__(self, pattern: Pattern, values: torch.Tensor, system_type: str):
+        import nvmath.sparse.advanced as nsa
+
+        kinds = {"spd": nsa.DirectSolverMatrixType.SPD, "symmetric": nsa.DirectSolverMatrixType.SYMMETRIC,
+                 "general": nsa.DirectSolverMatrixType.GENERAL}
+        options = dict(sparse_system_type=kinds[system_type], blocking=True)
+        mtlib = _threading_layer()
+        if mtlib is not None:
+            options["multithreading_lib"] = mtlib
+        self.pattern = pattern
+        self.b = torch.zeros(pattern.shape[0], dtype=values.dtype, device=values.device)
+        t0 = time.perf_counter()
+        self.solver = nsa.DirectSolver(pattern.torch_csr(values), self.b, options=nsa.DirectSolverOptions(**options))
+        if mtlib is not None:
+            self.solver.plan_config.host_nthreads = os.cpu_count() or 1
+        self.solver.plan()
+        torch.cuda.synchronize(values.device)
+        self.analysis_seconds = time.perf_counter() - t0
+        self.owner: Any = None  # the prepared factorization whose values are factorized now
+
+    def factorize_for(self, owner: "CuDSSFactorization") -> float:
+        t0 = time.perf_counter()
+        self.solver.reset_operands(a=self.pattern.torch_csr(owner.A.values))
+        info = self.solver.factorize()
+        torch.cuda.synchronize(owner.A.device)
+        if getattr(info, "info", 0):
+            raise StructureError(f"cuDSS factorization failed (info={info.info}): the matrix is singular or, for a Cholesky, not positive definite")
+        self.owner = owner
+        return time.perf_counter() - t0
+
+    def solve_column(self, owner: "CuDSSFactorization", b: torch.Tensor) -> torch.Tensor:
+        if self.owner is not owner:
+            self.factorize_for(owner)
+        self.b = b.contiguous()
+        self.solver.reset_operands(b=self.b)
+        return self.solver.solve().clone()  # the solver reuses its output buffer
+
+
+class CuDSSFactorization(DirectPrepared):
+    """A cuDSS factorization of ``A`` (analysis shared through the pattern)."""
+
+    backend = "cudss"
+
+    def __init__(self, A: SparseMatrix, *, structure: Any = None, _shared: Any = None):
+        why = unavailable_reason()
+        if why is not None:
+            raise BackendUnavailableError(why)
+        if A.shape[0] != A.shape[1]:
+            raise StructureError(f"a direct solve needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
+        if structure is not None and structure.spd_evidence == "proven":
+            self.system_type = "spd"
+        elif structure is not None and structure.symmetric:
+            self.system_type = "symmetric"
+        else:
+            self.system_type = "general"
+        super().__init__(A)
+        values = self.A.values.contiguous()
+        self.A = SparseMatrix.from_pattern(A.pattern, values)
+        key = ("cudss", values.dtype, self.system_type)
+        had = key in A.pattern._cache
+        shared = A.pattern.cached(key, lambda: _SharedSolver(A.pattern, values, self.system_type))
+        self._shared = shared
+        self.analysis_seconds = 0.0 if had else shared.analysis_seconds
+        self.factorization_seconds = shared.factorize_for(self)
+        self.setup_seconds = self.analysis_seconds + self.factorization_seconds
+        self._transpose: CuDSSFactorization | None = None
+
+    def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
+        if b.dim() == 1:
+            return self._shared.solve_column(self, b)
+        return torch.stack([self._shared.solve_column(self, b[:, j]) for j in range(b.shape[1])], dim=1)
+
+    def transpose(self) -> "CuDSSFactorization":
+        if self.system_type != "general":
+            return self
+        if self._transpose is None:
+            self._transpose = CuDSSFactorization(self.A.T)
+        return self._transpose
