@@ -100,7 +100,7 @@ def solve(
                     preconditioner=preconditioner)
     if A.is_batched:
         # One stacked system: scale rtol so that every member meets its own rtol * ||b_i||.
-        norms = torch.linalg.vector_norm(b.reshape(A.batch_size, -1), dim=1)
+        norms = torch.linalg.vector_norm(b.detach().reshape(A.batch_size, -1), dim=1)
         total = torch.linalg.vector_norm(norms)
         if float(total) > 0:
             rtol = rtol * float(norms.min()) / float(total)

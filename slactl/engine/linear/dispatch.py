@@ -141,10 +141,15 @@ def _preconditioner_for(method: str, structure: Structure | None, requested: Any
     if not (isinstance(requested, str) and requested == "auto"):
         reasons.append(f"preconditioner {requested if isinstance(requested, str) else type(requested).__name__} requested")
         return requested
+    if method == "cg" and structure is not None and structure.spd_likely:
+        return _spd_preconditioner(n, reasons)
     if method in ("cg", "minres"):
-        if structure is not None and structure.spd_likely:
-            return _spd_preconditioner(n, reasons)
-        reasons.append("symmetric method without SPD evidence: Jacobi needs a positive diagonal, so none")
-        return "jacobi" if structure is not None and structure.positive_diagonal else "none"
+        # MINRES serves indefinite matrices, where AMG or IC(0) need not be positive definite;
+        # Jacobi on a positive diagonal always is.
+        if structure is not None and structure.positive_diagonal:
+            reasons.append(f"{method}: Jacobi (SPD because the diagonal is positive)")
+            return "jacobi"
+        reasons.append(f"{method} needs an SPD preconditioner and the diagonal is not positive: none")
+        return "none"
     reasons.append("nonsymmetric Krylov method: ILU(0)")
     return "ilu0"

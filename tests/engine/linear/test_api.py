@@ -1,0 +1,234 @@
+"""slactl.solve: agreement with SciPy and adjoint gradients against dense torch.linalg.solve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+import slactl
+from slactl.errors import BackendUnavailableError, ConvergenceError, ShapeError, UsageError
+
+from .systems import METHODS_FOR, SYSTEMS, poisson2d
+
+CASES = [(name, m) for name, (_, kind) in SYSTEMS.items() for m in METHODS_FOR[kind]]
+
+
+def _options(name: str, method: str) -> dict:
+    """ILU(0) of an indefinite matrix is a poor preconditioner: GMRES runs unpreconditioned there,
+    with a restart longer than n so it cannot stagnate."""
+    if name == "indefinite" and method == "gmres":
+        return dict(preconditioner="none", restart=100)
+    return {}
+# Iterative solves run to this tolerance so gradients can be compared at 1e-8.
+TIGHT = 1e-13
+
+
+def _leaf_matrix(a, dtype=torch.float64, device="cpu"):
+    A = slactl.SparseMatrix.from_scipy(a, dtype=dtype, device=device)
+    v = A.values.detach().clone().requires_grad_()
+    return A.with_values(v), v
+
+
+def _dense_reference(A, b, weights):
+    """x and the gradients of <weights, x> w.r.t. values and b, by dense torch autograd."""
+    v = A.values.detach().clone().requires_grad_()
+    dense = torch.zeros(A.shape, dtype=v.dtype, device=v.device).index_put((A.row.long(), A.col.long()), v)
+    bb = b.detach().clone().requires_grad_()
+    x = torch.linalg.solve(dense, bb)
+    gv, gb = torch.autograd.grad((x * weights).sum(), (v, bb))
+    return x.detach(), gv, gb
+
+
+def _rel(a, b):
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+@pytest.mark.parametrize("name,method", CASES, ids=[f"{n}-{m}" for n, m in CASES])
+def test_solution_matches_scipy(name, method):
+    a, _ = SYSTEMS[name]
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal(a.shape[0])
+    ref = spla.spsolve(a.tocsc(), b)
+    A = slactl.SparseMatrix.from_scipy(a)
+    x = slactl.solve(A, torch.from_numpy(b), method=method, rtol=1e-12, maxiter=5000, **_options(name, method))
+    cond_scale = 1e4 if name == "illcond" else 1.0
+    assert _rel(x, torch.from_numpy(ref)) < 1e-9 * cond_scale
+
+
+@pytest.mark.parametrize("name,method", CASES, ids=[f"{n}-{m}" for n, m in CASES])
+def test_gradients_match_dense_autograd(name, method):
+    a, _ = SYSTEMS[name]
+    A, v = _leaf_matrix(a)
+    g = torch.Generator().manual_seed(2)
+    b = torch.randn(a.shape[0], dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.randn(a.shape[0], dtype=torch.float64, generator=g)
+    x = slactl.solve(A, b, method=method, rtol=TIGHT, maxiter=5000, **_options(name, method))
+    gv, gb = torch.autograd.grad((x * w).sum(), (v, b))
+    x_ref, gv_ref, gb_ref = _dense_reference(A, b, w)
+    assert _rel(x.detach(), x_ref) < 1e-9
+    assert _rel(gb, gb_ref) < 1e-8
+    assert _rel(gv, gv_ref) < 1e-8
+
+
+@pytest.mark.parametrize("method,preconditioner", [
+    ("cg", "jacobi"), ("cg", "ic0"), ("cg", "amg"), ("gmres", "ilu0"), ("bicgstab", "ilu0"),
+    ("gmres", "jacobi"), ("minres", "jacobi"),
+])
+def test_preconditioned_gradients(method, preconditioner):
+    name = "spd" if method in ("cg", "minres") else "nonsymmetric"
+    a, _ = SYSTEMS[name]
+    A, v = _leaf_matrix(a)
+    b = torch.ones(a.shape[0], dtype=torch.float64, requires_grad=True)
+    x = slactl.solve(A, b, method=method, preconditioner=preconditioner, rtol=TIGHT, maxiter=5000)
+    gv, gb = torch.autograd.grad(x.sum(), (v, b))
+    _, gv_ref, gb_ref = _dense_reference(A, b, torch.ones_like(b))
+    assert _rel(gb, gb_ref) < 1e-8 and _rel(gv, gv_ref) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["direct", "cg"])
+def test_poisson_ones_gradient(method):
+    """2D Poisson with b = ones: CG converges in few iterations along a symmetric subspace, where
+    differentiating through the iterations gives a wrong gradient; the adjoint must not."""
+    a = poisson2d(16)
+    A, v = _leaf_matrix(a)
+    b = torch.ones(a.shape[0], dtype=torch.float64, requires_grad=True)
+    x = slactl.solve(A, b, method=method, rtol=TIGHT)
+    loss = (x**2).sum()
+    gv, gb = torch.autograd.grad(loss, (v, b))
+    _, gv_ref, gb_ref = _dense_reference(A, b, 2 * x.detach())
+    assert _rel(gb, gb_ref) < 1e-8 and _rel(gv, gv_ref) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["direct", "gmres", "bicgstab"])
+def test_several_right_hand_sides(method):
+    a, _ = SYSTEMS["nonsymmetric"]
+    A, v = _leaf_matrix(a)
+    g = torch.Generator().manual_seed(3)
+    B = torch.randn(a.shape[0], 3, dtype=torch.float64, generator=g).requires_grad_()
+    W = torch.randn(a.shape[0], 3, dtype=torch.float64, generator=g)
+    X = slactl.solve(A, B, method=method, rtol=TIGHT, maxiter=5000)
+    gv, gB = torch.autograd.grad((X * W).sum(), (v, B))
+    X_ref, gv_ref, gB_ref = _dense_reference(A, B, W)
+    assert X.shape == (a.shape[0], 3)
+    assert _rel(X.detach(), X_ref) < 1e-9 and _rel(gB, gB_ref) < 1e-8 and _rel(gv, gv_ref) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["direct", "cg"])
+def test_batched_matrices(method):
+    a = poisson2d(6)
+    base = slactl.SparseMatrix.from_scipy(a)
+    vals = torch.stack([base.values, 1.5 * base.values + 0.1 * (base.row == base.col)]).clone().requires_grad_()
+    A = base.with_values(vals)
+    b = torch.randn(2, a.shape[0], dtype=torch.float64, requires_grad=True)
+    x = slactl.solve(A, b, method=method, rtol=TIGHT)
+    gv, gb = torch.autograd.grad((x**2).sum(), (vals, b))
+    for i in range(2):
+        x_ref, gv_ref, gb_ref = _dense_reference(A[i], b[i], 2 * x[i].detach())
+        assert _rel(x[i].detach(), x_ref) < 1e-9
+        assert _rel(gb[i], gb_ref) < 1e-8 and _rel(gv[i], gv_ref) < 1e-8
+
+
+def test_float32_agrees_with_scipy():
+    a, _ = SYSTEMS["spd"]
+    b = np.ones(a.shape[0])
+    ref = spla.spsolve(a.tocsc(), b)
+    A = slactl.SparseMatrix.from_scipy(a, dtype=torch.float32)
+    for method in ("direct", "cg"):
+        x = slactl.solve(A, torch.ones(a.shape[0], dtype=torch.float32), method=method, rtol=1e-5)
+        assert x.dtype == torch.float32
+        assert _rel(x.double(), torch.from_numpy(ref)) < 1e-4
+
+
+def test_nonconvergence_raises_with_partial_result():
+    A = slactl.SparseMatrix.from_scipy(poisson2d(20))
+    b = torch.ones(400, dtype=torch.float64)
+    with pytest.raises(ConvergenceError) as info:
+        slactl.solve(A, b, method="cg", preconditioner="none", maxiter=3)
+    res = info.value.result
+    assert res.x.shape == (400,) and res.iterations == 3 and not res.converged
+    assert res.status is slactl.Status.MAX_ITERATIONS
+    assert "maxiter" in str(info.value)
+
+
+def _graph_size(t):
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack.extend(f for f, _ in fn.next_functions)
+    return len(seen)
+
+
+def test_autograd_graph_is_constant_in_iterations():
+    A, v = _leaf_matrix(poisson2d(40))
+    b = torch.randn(A.shape[0], dtype=torch.float64, requires_grad=True)
+    few = slactl.solve(A, b, method="cg", preconditioner="none", rtol=0.5, return_result=True)
+    many = slactl.solve(A, b, method="cg", preconditioner="none", rtol=1e-12, return_result=True)
+    assert many.iterations > 5 * few.iterations
+    assert _graph_size(few.x) == _graph_size(many.x) <= 4
+
+
+def test_backward_reuses_the_factorization(monkeypatch):
+    calls = []
+    real = spla.splu
+    monkeypatch.setattr(spla, "splu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    A, v = _leaf_matrix(SYSTEMS["nonsymmetric"][0])
+    b = torch.ones(A.shape[0], dtype=torch.float64, requires_grad=True)
+    x = slactl.solve(A, b, method="direct")
+    x.sum().backward()
+    assert len(calls) == 1 and v.grad is not None
+
+
+def test_backward_reuses_the_preconditioner(monkeypatch):
+    from slactl.engine.linear import iterative
+
+    calls = []
+    real = iterative.make_preconditioner
+    monkeypatch.setattr(iterative, "make_preconditioner", lambda *a, **k: calls.append(1) or real(*a, **k))
+    A, v = _leaf_matrix(SYSTEMS["nonsymmetric"][0])
+    b = torch.ones(A.shape[0], dtype=torch.float64, requires_grad=True)
+    slactl.solve(A, b, method="gmres", preconditioner="ilu0", rtol=1e-10).sum().backward()
+    assert len(calls) == 1 and v.grad is not None
+
+
+def test_factorize_reuses_across_right_hand_sides():
+    a, _ = SYSTEMS["nonsymmetric"]
+    A, v = _leaf_matrix(a)
+    F = slactl.factorize(A)
+    assert F.backend == "superlu"
+    b1 = torch.ones(a.shape[0], dtype=torch.float64)
+    b2 = torch.arange(a.shape[0], dtype=torch.float64)
+    x1, x2 = F.solve(b1), F.solve(b2)
+    ref = spla.splu(a.tocsc())
+    assert _rel(x1.detach(), torch.from_numpy(ref.solve(b1.numpy()))) < 1e-12
+    assert _rel(x2.detach(), torch.from_numpy(ref.solve(b2.numpy()))) < 1e-12
+    (x1.sum() + x2.sum()).backward()
+    assert v.grad is not None
+
+
+def test_dispatch_explains_its_choice(capsys):
+    A = slactl.SparseMatrix.from_scipy(poisson2d(10))
+    res = slactl.solve(A, torch.ones(100, dtype=torch.float64), explain=True, return_result=True)
+    assert res.backend == "superlu" and res.method == "direct"
+    assert "n = 100" in capsys.readouterr().err
+    big = slactl.engine.linear.select(1_000_000, torch.device("cpu"), torch.float64,
+                                      slactl.engine.linear.analyze(A))
+    assert big.method == "cg" and big.preconditioner == "amg"
+
+
+def test_bad_requests_raise_clear_errors():
+    A = slactl.SparseMatrix.from_scipy(poisson2d(4))
+    b = torch.ones(16, dtype=torch.float64)
+    with pytest.raises(UsageError, match="unknown backend"):
+        slactl.solve(A, b, backend="petsc")
+    with pytest.raises(UsageError, match="unknown method"):
+        slactl.solve(A, b, method="jacobi")
+    with pytest.raises(ShapeError, match=r"b must have shape \[16\]"):
+        slactl.solve(A, torch.ones(15, dtype=torch.float64))
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailableError, match="runs on cuda"):
+            slactl.solve(A, b, backend="cudss")
