@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import warnings
 
+import numpy as np
 import torch
 
 from slactl.errors import UsageError
@@ -89,9 +90,13 @@ class Pattern:
         if self._row is None:
             m = self.shape[0]
             counts = self.crow[1:] - self.crow[:-1]
-            self._row = torch.repeat_interleave(
-                torch.arange(m, device=self.device, dtype=self.index_dtype), counts.to(torch.int64)
-            )
+            if self.device.type == "cpu":  # numpy's repeat is several times faster than torch's here
+                crow = self.crow.numpy()
+                self._row = torch.from_numpy(np.repeat(np.arange(m, dtype=crow.dtype), np.diff(crow)))
+            else:
+                self._row = torch.repeat_interleave(
+                    torch.arange(m, device=self.device, dtype=self.index_dtype), counts.to(torch.int64)
+                )
         return self._row
 
     def keys(self) -> torch.Tensor:
@@ -152,12 +157,23 @@ class Pattern:
 
         def build() -> tuple[Pattern, torch.Tensor]:
             m, n = self.shape
-            keys = self.col.to(torch.int64) * m + self.row.to(torch.int64)
-            perm = torch.argsort(keys, stable=True)
-            counts = torch.bincount(self.col.to(torch.int64), minlength=n)
-            crow = torch.zeros(n + 1, dtype=torch.int64, device=self.device)
-            crow[1:] = torch.cumsum(counts, 0)
-            t = Pattern(crow.to(self.index_dtype), self.row[perm], (n, m))
+            if self.device.type == "cpu":
+                # SciPy's CSR -> CSC conversion is an O(nnz) counting sort; carrying the entry
+                # numbers as data yields the permutation.
+                import scipy.sparse as sp
+
+                nd = self.col.numpy().dtype
+                csc = sp.csr_array((np.arange(self.nnz, dtype=nd), self.col.numpy(), self.crow.numpy()), shape=(m, n)).tocsc()
+                crow = torch.from_numpy(csc.indptr.astype(nd, copy=False))
+                perm = torch.from_numpy(csc.data.astype(nd, copy=False))
+                t = Pattern(crow, torch.from_numpy(csc.indices.astype(nd, copy=False)), (n, m))
+            else:
+                keys = self.col.to(torch.int64) * m + self.row.to(torch.int64)
+                perm = torch.argsort(keys, stable=True)
+                counts = torch.bincount(self.col.to(torch.int64), minlength=n)
+                crow = torch.zeros(n + 1, dtype=torch.int64, device=self.device)
+                crow[1:] = torch.cumsum(counts, 0)
+                t = Pattern(crow.to(self.index_dtype), self.row[perm], (n, m))
             t._row = self.col[perm]
             perm = perm.to(self.index_dtype)
             # The transpose of the transpose is this pattern, with the inverse permutation.
