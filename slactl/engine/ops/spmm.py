@@ -78,4 +78,11 @@ def matmul(A: SparseMatrix, x: torch.Tensor) -> torch.Tensor:
     _check_operand(A, x)
     if torch.is_grad_enabled() and (A.values.requires_grad or x.requires_grad):
         return _SpMM.apply(A.values, x, A.pattern)
+    if A.values.dim() == 1:
+        # Hot path of every Krylov iteration: reuse one torch CSR view of the values (it shares
+        # their memory, so in-place updates of A.values are seen).
+        csr = A._csr
+        if csr is None:
+            csr = A._csr = A.pattern.torch_csr(A.values.detach())
+        return torch.mv(csr, x) if x.dim() == 1 else torch.mm(csr, x)
     return _forward(A.pattern, A.values, x)
