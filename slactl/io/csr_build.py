@@ -1,11 +1,12 @@
 """Build a canonical CSR from COO blocks in two passes, with memory close to the result's size.
 
-Pass 1 (while the text is parsed) counts the entries of every row and keeps the blocks, either in
-memory (:class:`MemorySink`) or in raw binary files on disk (:class:`DiskSink`, for conversions
-of matrices larger than memory comfortably holds twice). Pass 2 scatters each block straight into
-its final CSR position (a counting sort, one block at a time), then SciPy sorts the columns within
-each row and sums duplicates in place. Symmetric files are expanded here, block by block, so the
-mirrored half is never held twice.
+While the text is parsed, the blocks are kept either in memory (:class:`MemorySink`) or in raw
+binary files on disk (:class:`DiskSink`, for conversions of matrices too large to hold twice).
+Once the whole body has been read and checked, pass 1 counts the entries of every row and pass 2
+scatters each block straight into its final CSR position (a counting sort, one block at a time);
+SciPy then sorts the columns within each row and sums duplicates in place. Symmetric files are
+expanded here, block by block, so the mirrored half is never held twice. Nothing of size "rows"
+is allocated before the body has been validated: a corrupted size line cannot claim memory.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import scipy.sparse as sp
 from slactl.io.matrix_data import canonical_csr, index_dtype
 from slactl.io.mtx_body import CooBlock
 
-# Pass 2 reads spilled entries back this many at a time.
-_READBACK_ENTRIES = 1 << 21
+# Spilled entries are read back in pieces of 1/32 of the total, within these bounds: small enough
+# that the scatter's temporaries stay a fraction of the matrix, large enough to amortize numpy calls.
+_READBACK_MIN, _READBACK_MAX = 1 << 16, 1 << 21
 
 
 def mirror(block: CooBlock, symmetry: str) -> CooBlock:
@@ -39,26 +41,26 @@ def mirror(block: CooBlock, symmetry: str) -> CooBlock:
 
 
 class MemorySink:
-    """Keeps COO blocks in memory (compact index dtype) and counts entries per row."""
+    """Keeps COO blocks in memory, with the most compact index dtype."""
 
     def __init__(self, nrows: int, ncols: int, symmetry: str):
         self.nrows, self.symmetry = nrows, symmetry
-        self.counts = np.zeros(nrows, dtype=np.int64)
         self._idx = index_dtype(nrows, ncols, 0)
         self._blocks: list[CooBlock] = []
 
     def add(self, block: CooBlock) -> None:
-        self.counts += np.bincount(block.rows, minlength=self.nrows)
-        if self.symmetry != "general":
-            self.counts += np.bincount(block.cols[block.rows != block.cols], minlength=self.nrows)
         self._store(CooBlock(block.rows.astype(self._idx), block.cols.astype(self._idx), block.values))
 
     def _store(self, block: CooBlock) -> None:
         self._blocks.append(block)
 
-    def blocks(self) -> Iterator[CooBlock]:
+    def blocks(self, consume: bool = False) -> Iterator[CooBlock]:
+        """The stored blocks; with ``consume`` each is released once the caller moves on."""
+        if not consume:
+            yield from self._blocks
+            return
         while self._blocks:
-            yield self._blocks.pop(0)  # release each block once it has been scattered
+            yield self._blocks.pop(0)
 
     def close(self) -> None:
         self._blocks.clear()
@@ -87,11 +89,12 @@ class DiskSink(MemorySink):
             block.values.tofile(self._files["values"])
         self._n += len(block.rows)
 
-    def blocks(self) -> Iterator[CooBlock]:
+    def blocks(self, consume: bool = False) -> Iterator[CooBlock]:
         for f in self._files.values():
             f.flush()
-        for start in range(0, self._n, _READBACK_ENTRIES):
-            count = min(_READBACK_ENTRIES, self._n - start)
+        step = min(max(self._n // 32, _READBACK_MIN), _READBACK_MAX)
+        for start in range(0, self._n, step):
+            count = min(step, self._n - start)
             rows = self._read("rows", self._idx, start, count)
             cols = self._read("cols", self._idx, start, count)
             vals = None if self._value_dtype is None else self._read("values", self._value_dtype, start, count)
@@ -132,10 +135,16 @@ def build_csr(
     value_dtype: np.dtype,
     progress: Callable[[int], None] | None = None,
 ) -> sp.csr_array:
-    """Pass 2: scatter the sink's blocks (and their mirrors) into one canonical CSR."""
+    """Count entries per row, then scatter the sink's blocks (and mirrors) into one canonical CSR."""
     m, n = shape
+    counts = np.zeros(m, dtype=np.int64)
+    for block in sink.blocks():
+        np.add.at(counts, block.rows, 1)  # O(block), whatever the number of rows
+        if sink.symmetry != "general":
+            np.add.at(counts, block.cols[block.rows != block.cols], 1)
     indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(sink.counts, out=indptr[1:])
+    np.cumsum(counts, out=indptr[1:])
+    del counts
     nnz = int(indptr[-1])
     idx = index_dtype(m, n, nnz)
     indices = np.empty(nnz, dtype=idx)
@@ -143,7 +152,7 @@ def build_csr(
     data = np.ones(nnz, dtype=value_dtype) if pattern else np.empty(nnz, dtype=value_dtype)
     next_free = indptr[:-1].copy()
     done = 0
-    for block in sink.blocks():
+    for block in sink.blocks(consume=True):
         _scatter(block, next_free, indices, None if pattern else data)
         if sink.symmetry != "general":
             _scatter(mirror(block, sink.symmetry), next_free, indices, None if pattern else data)

@@ -71,7 +71,7 @@ def read_mtx(
     *,
     allow_nonfinite: bool = False,
     spill_dir: str | os.PathLike | None = None,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    block_bytes: int | None = None,
     progress: Progress | None = None,
 ) -> MatrixData:
     """Read a Matrix Market file into canonical CSR.
@@ -85,8 +85,9 @@ def read_mtx(
     spill_dir : path-like, optional
         Keep the parsed entries on disk in this directory instead of in memory, so that peak memory
         stays near the size of the final CSR (used by conversions of large files).
-    block_bytes : int
-        Text parsed per block.
+    block_bytes : int, optional
+        Text parsed per block; by default 1/32 of the file, between 1 and 32 MiB, so the
+        parser's temporary memory stays a small fraction of the matrix.
     progress : callable, optional
         ``progress(stage, done, total)`` with stage ``"parse"`` (bytes of the file) then ``"sort"``
         (entries placed).
@@ -94,7 +95,8 @@ def read_mtx(
     Returns
     -------
     MatrixData
-        Expanded matrix, the file's field and symmetry, ``source`` = the file name.
+        Expanded matrix, the file's field and symmetry; ``source`` is the provenance recorded in a
+        ``% source: ...`` comment (as slactl writes it), else the file name.
 
     Raises
     ------
@@ -109,6 +111,8 @@ def read_mtx(
     """
     path = Path(path)
     total = _file_size(path)
+    if block_bytes is None:
+        block_bytes = min(max(total // 32, 1 << 20), DEFAULT_BLOCK_BYTES)
     with _open_read(path) as (stream, raw):
         header = read_header(stream, path)
         shape = (header.nrows, header.ncols)
@@ -125,7 +129,15 @@ def read_mtx(
             csr = build_csr(sink, shape, header.field, value_dtype(header.field), progress=place)
         finally:
             sink.close()
-    return MatrixData(csr, header.field, header.symmetry, source=path.name)
+    return MatrixData(csr, header.field, header.symmetry, source=_source(header) or path.name)
+
+
+def _source(header: MtxHeader) -> str | None:
+    """The provenance a slactl writer recorded as a '% source: ...' comment, if any."""
+    for text in header.comments:
+        if text.startswith("source:"):
+            return text[len("source:") :].strip() or None
+    return None
 
 
 def _file_size(path: Path) -> int:

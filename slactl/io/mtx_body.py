@@ -79,6 +79,23 @@ def _line_of_entry(block: bytes, first_line: int, k: int) -> int:
     return first_line + block.count(b"\n")
 
 
+def _column_start(j: np.ndarray, height: int) -> np.ndarray:
+    """Index of the first stored value of column j of a lower triangle whose column 0 has
+    ``height`` values (column j has height - j): j height - j (j - 1) / 2."""
+    return j * height - j * (j - 1) // 2
+
+
+def _triangle_column(k: np.ndarray, height: int) -> np.ndarray:
+    """Column of the k-th value of a column-major lower triangle (closed form, no O(n) table)."""
+    b = 2.0 * height + 1.0
+    j = np.floor((b - np.sqrt(np.maximum(b * b - 8.0 * k, 0.0))) / 2).astype(np.int64)
+    j = np.maximum(j, 0)
+    for _ in range(2):  # repair the float rounding of the square root
+        j = np.where(_column_start(j, height) > k, j - 1, j)
+        j = np.where(_column_start(j + 1, height) <= k, j + 1, j)
+    return j
+
+
 class BodyReader:
     """Iterate over the body of a Matrix Market file as :class:`CooBlock` pieces.
 
@@ -116,7 +133,6 @@ class BodyReader:
         kinds = {"int": np.int64, "float": np.float64}
         self.dtype = np.dtype([(name, kinds[kind]) for name, kind, _ in self.columns])
         self.count = 0
-        self._col_starts: np.ndarray | None = None
 
     # ----------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[CooBlock]:
@@ -146,6 +162,12 @@ class BodyReader:
             )
 
     def _parse(self, block: bytes, first_line: int) -> np.ndarray:
+        if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
+            # NumPy would take a lone carriage return for a line break; our line numbers would not.
+            offset = next(k for k, raw in enumerate(block.split(b"\n")) if b"\r" in raw.rstrip(b"\r"))
+            raise FormatError(
+                "carriage return inside a line; use \\n or \\r\\n line endings", self.path, first_line + offset
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "input contained no data" for a blank block
@@ -233,13 +255,9 @@ class BodyReader:
         if sym == "general":
             rows, cols = k % m, k // m
         else:
-            # Column j of the stored (lower) triangle starts at value number starts[j].
             skew = sym == "skew-symmetric"
-            if self._col_starts is None:
-                j = np.arange(self.header.ncols, dtype=np.int64)
-                self._col_starts = j * (m - skew) - j * (j - 1) // 2
-            cols = np.searchsorted(self._col_starts, k, side="right") - 1
-            rows = cols + skew + (k - self._col_starts[cols])
+            cols = _triangle_column(k, m - skew)
+            rows = cols + skew + (k - _column_start(cols, m - skew))
         self._check_diagonal(rows, cols, vals, block, first_line)
         keep = vals != 0
         return CooBlock(rows[keep], cols[keep], vals[keep])

@@ -46,6 +46,7 @@ class MtxHeader:
     ncols: int
     entries: int
     size_line: int
+    comments: tuple[str, ...] = ()
 
     @property
     def value_columns(self) -> int:
@@ -152,18 +153,19 @@ def read_header(stream: BinaryIO, path: Any) -> MtxHeader:
     if not raw:
         raise FormatError("file is empty; a Matrix Market file starts with '%%MatrixMarket'", path, 1)
     fmt, fld, sym = _parse_banner(_decode(raw, path, 1), path)
-    lineno = 1
+    lineno, comments = 1, []
     while True:
         lineno += 1
         raw = _read_line(stream, path, lineno)
         if not raw:
             raise FormatError("file ends before the size line (rows columns entries)", path, lineno)
         text = _decode(raw, path, lineno)
-        if text.startswith("%") or not text.strip():
-            continue  # comment or blank line before the size line
-        break
+        if text.startswith("%"):
+            comments.append(text[1:].strip())
+        elif text.strip():
+            break
     sizes = _parse_size(text, fmt, path, lineno)
     m, n = sizes[0], sizes[1]
     stored = _stored_values(fmt, sym, m, n, sizes[2] if fmt == "coordinate" else None)
     _check_sizes(fmt, sym, m, n, stored, path, lineno)
-    return MtxHeader(fmt, fld, sym, m, n, stored, lineno)
+    return MtxHeader(fmt, fld, sym, m, n, stored, lineno, tuple(comments))

@@ -1,0 +1,121 @@
+"""`slactl info`, `slactl convert`, `slactl gallery` through slactl.cli.main.main(argv)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from slactl.cli.files import _solver_choice
+from slactl.cli.main import main
+from slactl.io import read
+
+BAD = "%%MatrixMarket matrix coordinate real general\n3 3 2\n1 1 1\n2 9 1\n"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_gallery_list(capsys):
+    code, out, err = run(capsys, "gallery", "--list")
+    assert code == 0 and err == ""
+    for name in ("poisson2d", "poisson3d", "anisotropic2d", "highcontrast2d", "convdiff2d", "rgg_laplacian",
+                 "elasticity2d"):
+        assert name in out
+
+
+@pytest.mark.parametrize("suffix", [".mtx", ".mtx.gz", ".zarr", ".npz"])
+def test_gallery_writes_every_format(capsys, tmp_path, suffix):
+    out_path = tmp_path / f"p{suffix}"
+    code, out, err = run(capsys, "gallery", "poisson2d", "--size", "9", "--out", out_path)
+    assert code == 0, err
+    assert "81 x 81" in out
+    data = read(out_path)
+    ref = sp.csr_array(sp.kronsum(sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(9, 9)),
+                                  sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(9, 9))))
+    assert abs(data.csr - ref).max() == 0
+    assert data.symmetry == "symmetric" and data.source == "slactl gallery poisson2d --size 9"
+
+
+def test_gallery_params_force_and_errors(capsys, tmp_path):
+    out_path = tmp_path / "c.mtx"
+    assert run(capsys, "gallery", "convdiff2d", "--size", "5", "--param", "epsilon=0.5", "--out", out_path)[0] == 0
+    code, _, err = run(capsys, "gallery", "convdiff2d", "--size", "5", "--out", out_path)
+    assert code == 6 and err.count("\n") == 1 and "--force" in err
+    assert run(capsys, "gallery", "convdiff2d", "--size", "5", "--out", out_path, "--force")[0] == 0
+    for argv, words in [
+        (["gallery", "nope", "--out", tmp_path / "x.mtx"], "no gallery problem"),
+        (["gallery", "poisson2d"], "--out"),
+        (["gallery", "poisson2d", "--out", tmp_path / "x.txt"], "cannot tell the format"),
+        (["gallery", "poisson2d", "--param", "oops", "--out", tmp_path / "x.mtx"], "KEY=VALUE"),
+        (["gallery", "poisson2d", "--size", "-3", "--out", tmp_path / "x.mtx"], "positive"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.startswith("slactl: usage: ") and words in err and err.count("\n") == 1, err
+
+
+def test_info_json_matches_an_independent_computation(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    a = sp.random_array((30, 30), density=0.2, rng=rng, format="csr")
+    a = sp.csr_array(a + a.T + 10 * sp.eye_array(30))  # symmetric, strictly dominant: SPD
+    scipy.io.mmwrite(tmp_path / "a.mtx", a, symmetry="symmetric")
+    code, out, err = run(capsys, "info", tmp_path / "a.mtx", "--json")
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert report["shape"] == [30, 30] and report["nnz"] == a.nnz and report["format"] == "mtx"
+    assert report["declared_symmetry"] == "symmetric" and report["numerically_symmetric"] is True
+    assert report["spd"]["verdict"] == "yes" and np.linalg.eigvalsh(a.toarray()).min() > 0
+    assert report["solver"] is None
+    assert report["memory_bytes"]["dense_float64"] == 30 * 30 * 8
+
+
+def test_info_table(capsys, tmp_path):
+    run(capsys, "gallery", "convdiff2d", "--size", "6", "--out", tmp_path / "c.zarr")
+    code, out, err = run(capsys, "info", tmp_path / "c.zarr")
+    assert code == 0 and err == ""
+    for words in ("36 x 36", "zarr", "not symmetric", "SPD", "no: not symmetric", "dense float64"):
+        assert words in out
+
+
+@pytest.mark.parametrize("src, dst", [(".mtx", ".zarr"), (".zarr", ".mtx.gz"), (".mtx.gz", ".npz"), (".npz", ".mtx")])
+def test_convert(capsys, tmp_path, src, dst):
+    run(capsys, "gallery", "elasticity2d", "--size", "4", "--out", tmp_path / f"e{src}")
+    code, out, err = run(capsys, "convert", tmp_path / f"e{src}", tmp_path / f"e{dst}")
+    assert code == 0 and err == "" and "wrote" in out
+    got, want = read(tmp_path / f"e{dst}"), read(tmp_path / f"e{src}")
+    assert abs(got.csr - want.csr).max() == 0 and got.symmetry == want.symmetry == "symmetric"
+
+
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_bad_files_give_one_line_and_exit_2(capsys, tmp_path, command):
+    (tmp_path / "bad.mtx").write_text(BAD)
+    argv = [command, tmp_path / "bad.mtx"] + ([tmp_path / "bad.zarr"] if command == "convert" else [])
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err == f"slactl: bad input: {tmp_path / 'bad.mtx'}:4: entry (2, 9) lies outside the 3 x 3 matrix " \
+                  "declared on line 2 (indices are 1-based)\n"
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_nonfinite_needs_the_flag(capsys, tmp_path):
+    (tmp_path / "n.mtx").write_text("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 nan\n")
+    code, _, err = run(capsys, "info", tmp_path / "n.mtx")
+    assert code == 2 and "--allow-nonfinite" in err
+    assert run(capsys, "info", tmp_path / "n.mtx", "--allow-nonfinite", "--json")[0] == 0
+    assert run(capsys, "convert", tmp_path / "n.mtx", tmp_path / "n.npz", "--allow-nonfinite")[0] == 0
+
+
+def test_missing_file(capsys, tmp_path):
+    code, _, err = run(capsys, "info", tmp_path / "none.zarr")
+    assert code == 2 and err.count("\n") == 1 and "no such store" in err
+
+
+def test_solver_choice_hook_is_empty_for_now():
+    assert _solver_choice(object()) is None
