@@ -19,6 +19,8 @@ from slactl.errors import DeviceError, DtypeError, ShapeError, UsageError
 
 def _as_index(t: Any, name: str, device: torch.device | None) -> torch.Tensor:
     t = torch.as_tensor(t, device=device)
+    if t.numel() == 0 and t.dim() == 1:
+        return t.to(torch.int64)  # an empty list or array carries no dtype to check
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise UsageError(f"{name} must hold integer indices, got {t.dtype}")
     if t.dim() != 1:
@@ -94,7 +96,10 @@ class SparseMatrix:
                 f"got {tuple(values.shape)}"
             )
         if values.device != pattern.device:
-            raise DeviceError(f"values are on {values.device} but the pattern is on {pattern.device}")
+            raise DeviceError(
+                f"values are on {values.device} but the pattern is on {pattern.device}; move them "
+                f"there first: values.to('{pattern.device}')"
+            )
         obj = cls.__new__(cls)
         obj.pattern = pattern
         obj.values = values
@@ -147,7 +152,9 @@ class SparseMatrix:
 
         if not sp.issparse(matrix):
             raise UsageError(f"from_scipy expects a scipy.sparse matrix, got {type(matrix).__name__}")
-        csr = sp.csr_array(matrix)
+        # copy=True: the canonicalization below works in place, and the values must not alias the
+        # caller's arrays (a SparseMatrix is immutable)
+        csr = sp.csr_array(matrix, copy=True)
         csr.sum_duplicates()
         csr.sort_indices()
         from slactl.engine.pattern import index_dtype_for
@@ -171,6 +178,9 @@ class SparseMatrix:
             return cls.from_dense(tensor)
         if tensor.dim() != 2:
             raise ShapeError("from_torch takes a 2-D sparse tensor (use values [B, nnz] for batches)")
+        if layout in (torch.sparse_bsr, torch.sparse_bsc):
+            tensor = tensor.to_sparse_coo()  # torch converts blocked layouts to CSR only through COO
+            layout = torch.sparse_coo
         if layout == torch.sparse_coo:
             t = tensor.coalesce()
             idx = t.indices()
@@ -201,6 +211,7 @@ class SparseMatrix:
                 self.pattern.crow.cpu().numpy(),
             ),
             shape=self.shape,
+            copy=True,  # neither the values nor the (shared, cached) pattern may be reachable from it
         )
 
     def to_torch(self, layout: torch.layout = torch.sparse_csr) -> torch.Tensor:

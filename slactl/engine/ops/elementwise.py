@@ -29,13 +29,16 @@ def _check_pair(A: SparseMatrix, B: Any) -> None:
             "or A.to_dense() + B for a dense result"
         )
     if A.shape != B.shape:
-        raise ShapeError(f"cannot add a {A.shape} matrix and a {B.shape} matrix")
+        raise ShapeError(f"cannot add a {A.shape} matrix and a {B.shape} matrix; A + B needs both of the same shape")
     if A.device != B.device:
         raise DeviceError(f"A is on {A.device} and B on {B.device}; move one with .to(device)")
     if A.dtype != B.dtype:
         raise DtypeError(f"A is {A.dtype} and B is {B.dtype}; convert one with .to(dtype=...)")
     if A.is_batched and B.is_batched and A.batch_size != B.batch_size:
-        raise ShapeError(f"batch sizes differ: {A.batch_size} and {B.batch_size}")
+        raise ShapeError(
+            f"batch sizes differ: {A.batch_size} and {B.batch_size}; use the same batch size or an "
+            "unbatched operand (broadcast over the other's batch)"
+        )
 
 
 def _scaled(values: torch.Tensor, alpha: Any) -> torch.Tensor:

@@ -36,13 +36,19 @@ def _symbolic(pa: Pattern, pb: Pattern) -> tuple[Pattern, torch.Tensor, torch.Te
 def spgemm(A: SparseMatrix, B: SparseMatrix) -> SparseMatrix:
     """``A @ B`` for two sparse matrices (batches broadcast); differentiable in both value vectors."""
     if A.shape[1] != B.shape[0]:
-        raise ShapeError(f"cannot multiply {A.shape} by {B.shape}: inner dimensions differ")
+        raise ShapeError(
+            f"cannot multiply {A.shape} by {B.shape}: A's column count ({A.shape[1]}) must equal "
+            f"B's row count ({B.shape[0]})"
+        )
     if A.device != B.device:
         raise DeviceError(f"A is on {A.device} and B on {B.device}; move one with .to(device)")
     if A.dtype != B.dtype:
         raise DtypeError(f"A is {A.dtype} and B is {B.dtype}; convert one with .to(dtype=...)")
     if A.is_batched and B.is_batched and A.batch_size != B.batch_size:
-        raise ShapeError(f"batch sizes differ: {A.batch_size} and {B.batch_size}")
+        raise ShapeError(
+            f"batch sizes differ: {A.batch_size} and {B.batch_size}; use the same batch size or an "
+            "unbatched operand (broadcast over the other's batch)"
+        )
     pc, a_idx, b_idx, c_idx = A.pattern.cached_pair("spgemm", B.pattern, lambda: _symbolic(A.pattern, B.pattern))
     prod = A.values[..., a_idx] * B.values[..., b_idx]
     out = prod.new_zeros(prod.shape[:-1] + (pc.nnz,))

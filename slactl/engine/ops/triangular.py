@@ -112,7 +112,8 @@ def triangular_solve(
     want_dims = (2, 3) if A.is_batched else (1, 2)
     lead = (A.batch_size, n) if A.is_batched else (n,)
     if b.dim() not in want_dims or tuple(b.shape[: len(lead)]) != lead:
-        raise ShapeError(f"b must have shape {list(lead)} or {list(lead) + ['k']}, got {tuple(b.shape)}")
+        dims = ", ".join(map(str, lead))
+        raise ShapeError(f"b must have shape [{dims}] or [{dims}, k], got {tuple(b.shape)}")
     if not unit_diagonal:
         with torch.no_grad():
             zero = A.values[..., pos] == 0

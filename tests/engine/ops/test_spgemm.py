@@ -1,0 +1,162 @@
+"""SpGEMM (``A @ B``, both sparse): forward and gradients against dense torch, gradcheck, cache,
+errors, and a backward that never builds an m x n array."""
+
+import pytest
+import scipy.sparse as sp
+import torch
+
+import slactl
+from slactl import SparseMatrix
+from slactl.errors import DeviceError, DtypeError, ShapeError
+
+from ..catalog import CATALOG, LargestAllocation, Problem, assert_matches_dense, densify, gradcheck
+
+CASES = [  # (right operand, which operands are batched)
+    ("self", "none"),
+    ("self", "both"),
+    ("transpose", "none"),
+    ("transpose", "left"),
+    ("transpose", "right"),
+    ("transpose", "both"),
+    ("random", "none"),
+    ("random", "left"),
+]
+
+
+def _right_operand(p: Problem, kind: str) -> Problem:
+    """A right factor for ``p``: ``p`` itself (square only), its transpose, or an unrelated pattern."""
+    if kind == "self":
+        return p
+    if kind == "transpose":
+        # same coordinates transposed, values independent of p's
+        g = torch.Generator().manual_seed(7)
+        vals = torch.randn(p.values.shape, generator=g, dtype=torch.float64)
+        return Problem(p.name + "_T", vals, p.col, p.row, (p.shape[1], p.shape[0]))
+    S = sp.random(p.shape[1], 5, density=0.4, format="coo", rng=11)
+    return Problem(
+        "random_right",
+        torch.as_tensor(S.data, dtype=torch.float64),
+        torch.as_tensor(S.coords[0], dtype=torch.int64),
+        torch.as_tensor(S.coords[1], dtype=torch.int64),
+        (p.shape[1], 5),
+    )
+
+
+def _operands(problem, kind, batching, device):
+    if kind == "self" and not problem.square:
+        pytest.skip("A @ A needs a square A")
+    other = _right_operand(problem, kind)
+    va = problem.coo_values(batching in ("left", "both"), device)
+    vb = other.coo_values(batching in ("right", "both"), device)
+    return other, va, vb
+
+
+@pytest.mark.parametrize("kind,batching", CASES)
+def test_matches_dense_autograd(problem, kind, batching, device):
+    other, va, vb = _operands(problem, kind, batching, device)
+    assert_matches_dense(
+        lambda va, vb: densify(problem.matrix(va) @ other.matrix(vb)),
+        lambda va, vb: problem.dense(va) @ other.dense(vb),
+        [va, vb],
+    )
+
+
+@pytest.mark.parametrize("kind,batching", CASES)
+def test_gradcheck(problem, kind, batching, device):
+    other, va, vb = _operands(problem, kind, batching, device)
+    A, B = problem.matrix(va.detach()), other.matrix(vb.detach())
+    va, vb = A.values.clone().requires_grad_(), B.values.clone().requires_grad_()
+    gradcheck(lambda va, vb: (A.with_values(va) @ B.with_values(vb)).values, [va, vb])
+
+
+def test_square_of_one_matrix_accumulates_both_gradients(square_problem, device):
+    """``A @ A`` with one values tensor: the gradient is the sum of the left and right parts."""
+    p = square_problem
+    v = p.coo_values(False, device)
+    assert_matches_dense(lambda v: densify(p.matrix(v) @ p.matrix(v)), lambda v: p.dense(v) @ p.dense(v), [v])
+    A = p.matrix(v.detach())
+    gradcheck(lambda w: (A.with_values(w) @ A.with_values(w)).values, [A.values.clone().requires_grad_()])
+
+
+def test_symbolic_phase_is_cached_on_the_patterns(device):
+    p = CATALOG["nonsymmetric"]
+    A = p.matrix(p.coo_values(False, device).detach())
+    C1 = A @ A.T
+    C2 = A.with_values(2 * A.values) @ A.T.with_values(3 * A.T.values)
+    assert C2.pattern is C1.pattern
+    torch.testing.assert_close(C2.values, 6 * C1.values)
+
+
+def test_structurally_empty_product(device):
+    """A's only nonzero column meets B's empty row: the product has no stored entries."""
+    va = torch.tensor([1.0, 2.0], dtype=torch.float64, device=device, requires_grad=True)
+    vb = torch.tensor([3.0], dtype=torch.float64, device=device, requires_grad=True)
+    A = SparseMatrix(va, [0, 2], [1, 1], (3, 3))
+    B = SparseMatrix(vb, [0], [2], (3, 4))
+    C = A @ B
+    assert C.nnz == 0 and C.shape == (3, 4)
+    (C.values.sum() + 0 * va.sum() + 0 * vb.sum()).backward()
+    assert torch.equal(va.grad, torch.zeros_like(va)) and torch.equal(vb.grad, torch.zeros_like(vb))
+
+
+def test_float32_matches_dense(device):
+    p = CATALOG["random_square"]
+    v = p.coo_values(True, device).detach().float()
+    D = p.dense(v)
+    torch.testing.assert_close(densify(p.matrix(v) @ p.matrix(v[0])), D @ D[0], rtol=1e-5, atol=1e-5)
+
+
+def test_public_spgemm_is_the_operator():
+    p = CATALOG["poisson2d"]
+    A = p.matrix(p.values)
+    torch.testing.assert_close(slactl.spgemm(A, A).values, (A @ A).values, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------- errors
+def _pair(m, k, n, device="cpu", dtype=torch.float64):
+    A = SparseMatrix.from_scipy(sp.random(m, k, density=0.5, rng=0), dtype=dtype, device=device)
+    B = SparseMatrix.from_scipy(sp.random(k, n, density=0.5, rng=1), dtype=dtype, device=device)
+    return A, B
+
+
+def test_inner_dimension_mismatch_says_what_must_match():
+    A, _ = _pair(4, 5, 3)
+    _, B = _pair(4, 6, 3)
+    with pytest.raises(ShapeError, match=r"\(4, 5\) by \(6, 3\).*A's column count \(5\) must equal B's row count \(6\)"):
+        A @ B
+
+
+def test_batch_size_mismatch_says_what_to_do():
+    A, B = _pair(4, 5, 3)
+    A = A.with_values(A.values.expand(2, -1))
+    B = B.with_values(B.values.expand(3, -1))
+    with pytest.raises(ShapeError, match=r"batch sizes differ: 2 and 3.*same batch size or an unbatched"):
+        A @ B
+
+
+def test_dtype_mismatch_says_how_to_convert():
+    A, _ = _pair(4, 5, 3)
+    _, B = _pair(4, 5, 3, dtype=torch.float32)
+    with pytest.raises(DtypeError, match=r"torch.float64 and B is torch.float32; convert one with \.to\(dtype="):
+        A @ B
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_device_mismatch_says_how_to_move():
+    A, _ = _pair(4, 5, 3)
+    _, B = _pair(4, 5, 3, device="cuda")
+    with pytest.raises(DeviceError, match=r"move one with \.to\(device\)"):
+        A @ B
+
+
+# ------------------------------------------------------------------------------------- memory
+def test_backward_never_builds_a_dense_matrix():
+    m, k, n = 3000, 2500, 3200
+    A = SparseMatrix.from_scipy(sp.random(m, k, density=4e-4, rng=0, format="csr")).requires_grad_()
+    B = SparseMatrix.from_scipy(sp.random(k, n, density=4e-4, rng=1, format="csr")).requires_grad_()
+    with LargestAllocation() as rec:
+        C = A @ B
+        C.values.square().sum().backward()
+    assert C.nnz > 0 and A.values.grad.abs().sum() > 0 and B.values.grad.abs().sum() > 0
+    assert 0 < rec.largest < m * n / 100, (rec.largest, rec.largest_op)
