@@ -57,7 +57,9 @@ class Problem:
 
     def to_matrix_data(self) -> MatrixData:
         """As :class:`MatrixData` for the writers, with the command that makes it as its source."""
-        extra = "".join(f" {k}={v}" for k, v in self.params.items())
+        # str values are quoted (shell-safe); numbers print as Python reads them back exactly.
+        extra = "".join(f" --param {k}={v!r}" if isinstance(v, str) else f" --param {k}={v}"
+                        for k, v in self.params.items())
         return MatrixData(
             self.matrix,
             "real",
