@@ -14,6 +14,7 @@ convergence but the true residual disagrees or the method broke down, and builds
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -36,11 +37,17 @@ def default_check_every(device: torch.device) -> int:
 
 def masked(active: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """``value`` where the column is active, else 0 (a NaN in an inactive column never leaks)."""
-    return torch.where(active, value, torch.zeros((), dtype=value.dtype, device=value.device))
+    return torch.where(active, value, 0.0)
 
 
 class Monitor:
-    """Per-column status, iteration counts and residual history of one solve (device-resident)."""
+    """Per-column status, iteration counts and residual history of one solve (device-resident).
+
+    Per iteration it costs a handful of tiny kernels and no synchronization: ``record`` stores the
+    norm and clears ``active`` where ``rnorm > tol`` fails (met, or NaN); *why* a column stopped
+    there is decided later from its last norm (:meth:`resolve`). Failures (``fail``) set their
+    status at once.
+    """
 
     def __init__(
         self,
@@ -59,16 +66,17 @@ class Monitor:
         self.norms: list[torch.Tensor] = []
         self.it = 0
         self._go = self.active
+        self._next_check = 1
+        self._last_check: tuple[int, float] | None = None
+        self.syncs = 0
 
     # ---------------------------------------------------------------- state updates (no sync)
-    def _set(self, mask: torch.Tensor, status: Status) -> None:
-        hit = self.active & mask
-        self.code = torch.where(hit, torch.full_like(self.code, status.code), self.code)
-        self.active = self.active & ~hit
-
     def _classify(self, rnorm: torch.Tensor) -> None:
-        self._set(~torch.isfinite(rnorm), Status.NONFINITE)
-        self._set(rnorm <= self.tol, Status.CONVERGED)
+        """Stop active columns whose norm met the tolerance (CONVERGED) or is not finite."""
+        hit = self.active & ~(rnorm > self.tol)
+        code = torch.where(rnorm <= self.tol, Status.CONVERGED.code, Status.NONFINITE.code)
+        self.code = torch.where(hit, code.to(self.code.dtype), self.code)
+        self.active = self.active ^ hit
 
     def begin(self, r0norm: torch.Tensor) -> None:
         """Start a run from a residual of norm ``r0norm``: columns still RUNNING become active."""
@@ -79,6 +87,7 @@ class Monitor:
 
     def recheck(self, rnorm: torch.Tensor) -> None:
         """Classify active columns by a freshly computed (true) residual norm; no history entry."""
+        self.resolve()
         self._classify(rnorm)
 
     def iterations_left(self) -> int:
@@ -88,30 +97,62 @@ class Monitor:
         """Count one iteration for every active column; return the active mask."""
         self.it += 1
         self._go = self.active
-        self.count = self.count + self.active
+        self.count += self.active
         return self.active
 
     def fail(self, mask: torch.Tensor, status: Status) -> torch.Tensor:
         """Stop the active columns where ``mask`` holds with ``status``; return the new active mask."""
-        self._set(mask, status)
+        hit = self.active & mask
+        self.code = torch.where(hit, status.code, self.code)
+        self.active = self.active ^ hit
         return self.active
 
     def record(self, rnorm: torch.Tensor) -> None:
-        """Append this iteration's residual norm (frozen columns keep their last value)."""
+        """Append this iteration's residual norm (frozen columns keep their last value) and stop
+        the columns where ``rnorm <= tol`` or ``rnorm`` is NaN (why: see :meth:`resolve`)."""
         self.norms.append(torch.where(self._go, rnorm, self.norms[-1]))
-        self._classify(rnorm)
+        self.active = self.active & (rnorm > self.tol)
+
+    def resolve(self) -> None:
+        """Give the columns that ``record`` stopped their status from their last recorded norm."""
+        last = self.norms[-1]
+        stopped = (self.code == RUNNING) & ~self.active
+        code = torch.where(last <= self.tol, Status.CONVERGED.code, Status.NONFINITE.code)
+        self.code = torch.where(stopped, code.to(self.code.dtype), self.code)
 
     # ------------------------------------------------------------------- host checks (sync)
     def should_stop(self) -> bool:
-        """At a check point (every ``check_every`` iterations, or at maxiter) synchronize once and
-        say whether every column has stopped; call the callback there."""
-        if self.it % self.check_every and self.it < self.maxiter:
+        """At a check point synchronize once and say whether every column has stopped; call the
+        callback there.
+
+        Check points come every ``check_every`` iterations at most, sooner when the observed
+        convergence rate predicts that the tolerance will be met earlier: the iterations run past
+        convergence (frozen, but paid for) stay few even with an expensive preconditioner.
+        """
+        if self.it < self._next_check and self.it < self.maxiter:
             return False
         last = self.norms[-1]
-        probe = torch.stack([self.active.any().to(last.dtype), last.max()]).tolist()
+        ratio = torch.where(self.active, last / self.tol, 0.0).max()
+        any_active, worst, ratio = torch.stack(
+            [self.active.any().to(last.dtype), last.max(), ratio.to(last.dtype)]
+        ).tolist()
+        self.syncs += 1
         if self.callback is not None:
-            self.callback(self.it, probe[1])
-        return not probe[0] or self.it >= self.maxiter
+            self.callback(self.it, worst)
+        self._next_check = self.it + self._gap(ratio)
+        return not any_active or self.it >= self.maxiter
+
+    def _gap(self, ratio: float) -> int:
+        """Iterations to the next check: the predicted iterations to convergence, in [1, check_every]."""
+        prev, self._last_check = self._last_check, (self.it, ratio)
+        if self.check_every == 1 or prev is None or not (1.0 < ratio < float("inf")):
+            return self.check_every if prev is not None else 1
+        steps, before = self.it - prev[0], prev[1]
+        if not (ratio < before) or steps <= 0:
+            return self.check_every
+        rate = (ratio / before) ** (1.0 / steps)  # contraction per iteration
+        predicted = math.ceil(math.log(ratio) / -math.log(rate))
+        return max(1, min(self.check_every, predicted))
 
     def history(self) -> torch.Tensor:
         """``[iterations + 1, ...]``: trimmed to the last iteration in which a column was active."""
@@ -194,6 +235,7 @@ def run_krylov(
         recoveries = 0
         while True:
             core(op, b, x, M, mon, **options)
+            mon.resolve()
             true_norm = op.norm(b - op.matvec(x))
             ok = true_norm <= tol
             again = ~ok & _isin(mon.code, retry)
@@ -220,7 +262,7 @@ def run_krylov(
         column_status=column_status,
         recoveries=recoveries,
         timings={"solve": elapsed, "per_iteration": elapsed / max(iterations, 1)},
-        info={k: v for k, v in options.items()},
+        info={"iterations_run": mon.it, "host_syncs": mon.syncs, **options},
     )
 
 

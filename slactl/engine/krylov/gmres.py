@@ -79,7 +79,7 @@ def _combine(V: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _gmres(op: LinearOperator, b: torch.Tensor, x: torch.Tensor, M: Any, mon: Monitor, restart: int) -> None:
     m = min(restart, b.shape[0]) or 1
     cols = b.shape[1:]
-    rdtype = torch.empty((), dtype=b.dtype).real.dtype
+    eps = torch.finfo(b.dtype).eps
     V = torch.empty((m + 1,) + tuple(b.shape), dtype=b.dtype, device=b.device)
     # Q^H of the QR factorization of the Hessenberg matrix, accumulated as a small dense matrix so
     # that applying the previous rotations to a new column is one product, not j launches.
@@ -115,7 +115,10 @@ def _gmres(op: LinearOperator, b: torch.Tensor, x: torch.Tensor, M: Any, mon: Mo
             a = t[j]
             a_abs = a.abs()
             rho = torch.sqrt(a_abs * a_abs + hn * hn)
-            active = mon.fail(rho == 0, Status.BREAKDOWN)  # singular least-squares problem
+            # rho at rounding level relative to ||A M v_j||: the new column lies in the span of
+            # the previous ones, the least-squares problem is singular (A is singular).
+            col_norm = torch.sqrt(torch.linalg.vector_norm(h, dim=0) ** 2 + hn * hn)
+            active = mon.fail(rho <= 10 * eps * col_norm, Status.BREAKDOWN)
             steps = steps + (active & go)
             phase = torch.where(a_abs > 0, a / torch.where(a_abs > 0, a_abs, 1), torch.ones_like(a))
             c = torch.where(active, a_abs / torch.where(rho > 0, rho, 1), torch.ones_like(rho))

@@ -52,7 +52,9 @@ class LinearOperator:
 
     def dot(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``sum_i conj(x_i) * y_i`` over dimension 0: a scalar for ``[n]``, ``[k]`` for ``[n, k]``."""
-        return self.reduce(torch.sum(x.conj() * y, dim=0))
+        # One fused kernel each (BLAS dot / vecdot), no elementwise temporary.
+        local = torch.vdot(x, y) if x.dim() == 1 else torch.linalg.vecdot(x, y, dim=0)
+        return self.reduce(local)
 
     def dot_many(self, V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Inner products of ``w`` (``[n]`` or ``[n, k]``) with every ``V[j]`` (``V``: ``[j, n]`` or
@@ -65,7 +67,7 @@ class LinearOperator:
 
     def norm(self, x: torch.Tensor) -> torch.Tensor:
         """Euclidean norm of each column (real), from :meth:`dot`."""
-        return torch.sqrt(self.dot(x, x).real.clamp_min(0))
+        return torch.sqrt(self.dot(x, x).real)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"

@@ -124,6 +124,9 @@ class KrylovResult:
         recurrence or the method broke down.
     timings : dict
         Seconds: ``solve`` (wall clock, including the final synchronization) and ``per_iteration``.
+    info : dict
+        ``iterations_run`` (iterations executed, including those run past convergence before the
+        next check point), ``host_syncs`` (check points), and method options (``restart``).
     """
 
     x: torch.Tensor
