@@ -22,3 +22,13 @@ def device(request) -> torch.device:
 @pytest.fixture(scope="session")
 def catalog() -> dict:
     return krylov_problems.catalog()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are small: torch's intra-op threads only add synchronization (and on a
+    shared 2-core machine, contention that makes each vector operation many times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,3 +14,13 @@ import torch
 )
 def device(request) -> torch.device:
     return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are small: torch's intra-op threads only add synchronization (and on a
+    shared 2-core machine, contention that makes each vector operation many times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
