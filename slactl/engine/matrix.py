@@ -352,7 +352,8 @@ class SparseMatrix:
         from slactl.engine.ops.spmm import matmul
 
         other = torch.as_tensor(other)
-        if other.dim() == 1:
+        # x @ A = (A^T x^T)^T; a (batch of) row vector(s), [m] or [B, m], needs no transposes
+        if other.dim() == (2 if self.is_batched else 1):
             return matmul(self.T, other)
         return matmul(self.T, other.transpose(-1, -2)).transpose(-1, -2)
 

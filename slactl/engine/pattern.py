@@ -140,6 +140,9 @@ class Pattern:
 
     def to(self, device: torch.device | str) -> "Pattern":
         device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            # "cuda" means the current CUDA device; compared as such, it is not a move
+            device = torch.device("cuda", torch.cuda.current_device())
         if device == self.device:
             return self
 

@@ -174,4 +174,6 @@ def test_to_cuda_is_cached_and_keeps_rows():
     pat, _ = _pattern(CATALOG["duplicates"])
     gpu = pat.to("cuda")
     assert gpu.device.type == "cuda" and pat.to("cuda") is gpu
+    assert gpu.to("cuda") is gpu and gpu.to(torch.device("cuda", torch.cuda.current_device())) is gpu
+    assert gpu.to("cpu") is not pat and gpu.to("cpu").same_as(pat)
     assert torch.equal(gpu.row.cpu(), pat.row) and torch.equal(gpu.crow.cpu(), pat.crow)

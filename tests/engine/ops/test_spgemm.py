@@ -151,10 +151,10 @@ def test_device_mismatch_says_how_to_move():
 
 
 # ------------------------------------------------------------------------------------- memory
-def test_backward_never_builds_a_dense_matrix():
+def test_backward_never_builds_a_dense_matrix(device):
     m, k, n = 3000, 2500, 3200
-    A = SparseMatrix.from_scipy(sp.random(m, k, density=4e-4, rng=0, format="csr")).requires_grad_()
-    B = SparseMatrix.from_scipy(sp.random(k, n, density=4e-4, rng=1, format="csr")).requires_grad_()
+    A = SparseMatrix.from_scipy(sp.random(m, k, density=4e-4, rng=0), device=device).requires_grad_()
+    B = SparseMatrix.from_scipy(sp.random(k, n, density=4e-4, rng=1), device=device).requires_grad_()
     with LargestAllocation() as rec:
         C = A @ B
         C.values.square().sum().backward()

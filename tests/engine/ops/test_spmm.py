@@ -75,12 +75,25 @@ def test_no_grad_path_sees_in_place_value_updates(device):
 
 
 @pytest.mark.parametrize("k", K, ids=K_IDS)
-def test_vector_times_matrix(problem, k, device):
-    """``x @ A`` (``__rmatmul__``) for x [m] and x [k, m]."""
-    v = problem.coo_values(False, device)
+def test_vector_times_matrix(problem, batched, k, device):
+    """``x @ A`` (``__rmatmul__``): x is [m] or [k, m]; for a batch, [B, m] or [B, k, m]."""
+    v = problem.coo_values(batched, device)
     m = problem.shape[0]
-    x = torch.randn((m,) if k is None else (k, m), dtype=torch.float64, device=device, requires_grad=True)
-    assert_matches_dense(lambda v, x: x @ problem.matrix(v), lambda v, x: x @ problem.dense(v), [v, x])
+    shape = ((2,) if batched else ()) + (() if k is None else (k,)) + (m,)
+    x = torch.randn(shape, dtype=torch.float64, device=device, requires_grad=True)
+
+    def dense(v, x):
+        return (x.unsqueeze(-2) @ problem.dense(v)).squeeze(-2) if k is None else x @ problem.dense(v)
+
+    assert_matches_dense(lambda v, x: x @ problem.matrix(v), dense, [v, x])
+
+
+def test_row_vectors_times_a_batch_whose_size_equals_m():
+    """x [B, m] @ A (B matrices m x n) is one row vector per matrix, also when B == m."""
+    v = torch.randn(2, 4, dtype=torch.float64)
+    A = SparseMatrix(v, [0, 0, 1, 1], [0, 2, 1, 2], (2, 3))
+    x = torch.randn(2, 2, dtype=torch.float64)
+    torch.testing.assert_close(x @ A, torch.einsum("bm,bmn->bn", x, A.to_dense()))
 
 
 def test_second_derivatives(device):
@@ -136,8 +149,9 @@ def test_device_mismatch_says_how_to_move():
 
 
 # ------------------------------------------------------------------------------------- memory
-def test_largest_allocation_sees_the_backward_pass():
-    """The watchdog used below must catch a dense array made only in a backward pass."""
+def test_largest_allocation_sees_the_backward_pass(device):
+    """The watchdog used below must catch a dense array made only in a backward pass (which runs
+    on another thread for CUDA tensors)."""
 
     class DenseBackward(torch.autograd.Function):
         @staticmethod
@@ -148,7 +162,7 @@ def test_largest_allocation_sees_the_backward_pass():
         def backward(ctx, g):
             return g + torch.zeros(300, 300, dtype=g.dtype, device=g.device).sum()
 
-    v = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    v = torch.ones(5, dtype=torch.float64, device=device, requires_grad=True)
     with LargestAllocation() as rec:
         y = DenseBackward.apply(v).sum()
     assert rec.largest < 300 * 300
@@ -157,14 +171,11 @@ def test_largest_allocation_sees_the_backward_pass():
     assert rec.largest >= 300 * 300
 
 
-def _large(m, n, seed):
-    return SparseMatrix.from_scipy(sp.random(m, n, density=3e-4, rng=seed, format="csr"))
-
-
-def test_backward_never_builds_a_dense_matrix():
+@pytest.mark.parametrize("k", K, ids=K_IDS)
+def test_backward_never_builds_a_dense_matrix(k, device):
     m, n = 3000, 2800
-    A = _large(m, n, seed=0).requires_grad_()
-    x = torch.randn(n, 4, dtype=torch.float64, requires_grad=True)
+    A = SparseMatrix.from_scipy(sp.random(m, n, density=3e-4, rng=0), device=device).requires_grad_()
+    x = torch.randn((n,) if k is None else (n, k), dtype=torch.float64, device=device, requires_grad=True)
     with LargestAllocation() as rec:
         (A @ x).square().sum().backward()
     assert A.values.grad.shape == (A.nnz,) and x.grad.shape == x.shape

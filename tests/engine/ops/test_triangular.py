@@ -178,12 +178,13 @@ def test_device_mismatch_says_how_to_move():
 
 
 # ------------------------------------------------------------------------------------- memory
-def test_backward_never_builds_a_dense_matrix():
+@pytest.mark.parametrize("lower", [True, False], ids=["lower", "upper"])
+def test_backward_never_builds_a_dense_matrix(lower, device):
     n = 3000
     S = sp.tril(sp.random(n, n, density=4e-4, rng=0), k=-1) + 3 * sp.eye_array(n)
-    A = SparseMatrix.from_scipy(S).requires_grad_()
-    b = torch.randn(n, 2, dtype=torch.float64, requires_grad=True)
+    A = SparseMatrix.from_scipy(S if lower else S.T, device=device).requires_grad_()
+    b = torch.randn(n, 2, dtype=torch.float64, device=device, requires_grad=True)
     with LargestAllocation() as rec:
-        slactl.triangular_solve(A, b).square().sum().backward()
+        slactl.triangular_solve(A, b, lower=lower).square().sum().backward()
     assert A.values.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
     assert 0 < rec.largest < n * n / 100, (rec.largest, rec.largest_op)
