@@ -6,6 +6,7 @@
 
 from slactl.engine import SparseMatrix, add, matmul, scale, spgemm, transpose, triangular_solve
 from slactl.engine.files import read_matrix, write_matrix
+from slactl.engine.linear import Factorization, SolveResult, Status, factorize, solve
 from slactl import errors
 from slactl.errors import *  # noqa: F401,F403  (the exception tree is public API)
 
@@ -20,6 +21,11 @@ __all__ = [
     "transpose",
     "triangular_solve",
     "read_matrix",
+    "solve",
+    "factorize",
+    "Factorization",
+    "SolveResult",
+    "Status",
     "write_matrix",
     "errors",
     "__version__",

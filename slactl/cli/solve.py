@@ -91,8 +91,7 @@ def solve(
     explain: bool = typer.Option(False, "--explain", help="Say which backend was chosen and why."),
     seed: int = typer.Option(0, help="Seed of --rhs random."),
 ) -> None:
-    """Solve A x = b and report the true relative residual. Exit codes: 0 solved, 2 bad input or
-    usage, 3 not converged, 4 backend unavailable."""
+    """Solve A x = b and report the true relative residual (exit 0 solved, 2 bad input or usage, 3 not converged, 4 backend unavailable)."""
     import torch
 
     import slactl
