@@ -136,10 +136,15 @@ class BodyReader:
 
     # ----------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[CooBlock]:
+        from slactl.io.mtx_fast import parse_fast
+
         line = self.header.size_line + 1
         for block in _line_blocks(self.stream, self.block_bytes, self.path):
-            rec = self._parse(block, line)
-            if self.count + len(rec) > self.header.entries:
+            coo = parse_fast(block, self.header)
+            if coo is None:  # not provably clean: the strict parser decides, and names the line
+                coo = self._columns_of(self._parse(block, line))
+            n = coo.rows.shape[0]
+            if self.count + n > self.header.entries:
                 extra = _line_of_entry(block, line, self.header.entries - self.count)
                 raise FormatError(
                     f"more data lines than the {self.header.entries} entries declared on line "
@@ -147,9 +152,9 @@ class BodyReader:
                     self.path,
                     extra,
                 )
-            if len(rec):
-                yield self._to_coo(rec, block, line)
-            self.count += len(rec)
+            if n:
+                yield self._checked(coo, block, line)
+            self.count += n
             line += block.count(b"\n")
             if self.progress is not None:
                 self.progress()
@@ -201,20 +206,24 @@ class BodyReader:
     def _fail(self, message: str, block: bytes, first_line: int, k: int) -> FormatError:
         return FormatError(message, self.path, _line_of_entry(block, first_line, k))
 
-    def _values(self, rec: np.ndarray, block: bytes, first_line: int) -> np.ndarray | None:
+    def _columns_of(self, rec: np.ndarray) -> CooBlock:
+        """Parsed records -> (0-based rows, cols, values); array files keep value order in rows."""
         field = self.header.field
-        if field == "pattern":
-            return None
-        vals = rec["re"] + 1j * rec["im"] if field == "complex" else rec["v"]
-        if not self.allow_nonfinite and field != "integer":
-            bad = ~np.isfinite(vals)
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise self._fail(
-                    f"value {vals[k]} is not finite; pass allow_nonfinite=True (--allow-nonfinite) to accept NaN/Inf",
-                    block, first_line, k,
-                )
-        return vals
+        vals = None if field == "pattern" else rec["re"] + 1j * rec["im"] if field == "complex" else rec["v"]
+        if self.header.format == "array":
+            return CooBlock(np.empty(len(rec), np.int64), np.empty(len(rec), np.int64), vals)
+        return CooBlock(rec["i"] - 1, rec["j"] - 1, vals)
+
+    def _check_values(self, vals: np.ndarray | None, block: bytes, first_line: int) -> None:
+        if vals is None or self.allow_nonfinite or self.header.field == "integer":
+            return
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise self._fail(
+                f"value {vals[k]} is not finite; pass allow_nonfinite=True (--allow-nonfinite) to accept NaN/Inf",
+                block, first_line, k,
+            )
 
     def _check_diagonal(self, rows, cols, vals, block: bytes, first_line: int) -> None:
         sym = self.header.symmetry
@@ -229,12 +238,13 @@ class BodyReader:
             )
             raise self._fail(f"diagonal entry {vals[k]} is not allowed: {what}", block, first_line, k)
 
-    def _to_coo(self, rec: np.ndarray, block: bytes, first_line: int) -> CooBlock:
+    def _checked(self, coo: CooBlock, block: bytes, first_line: int) -> CooBlock:
+        """Validate one block's entries against the header; array files get their coordinates."""
+        self._check_values(coo.values, block, first_line)
         if self.header.format == "array":
-            return self._array_to_coo(rec, block, first_line)
+            return self._array_to_coo(coo.values, block, first_line)
         m, n = self.header.nrows, self.header.ncols
-        rows = rec["i"] - 1
-        cols = rec["j"] - 1
+        rows, cols = coo.rows, coo.cols
         bad = (rows < 0) | (rows >= m) | (cols < 0) | (cols >= n)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
@@ -243,14 +253,12 @@ class BodyReader:
                 f"{self.header.size_line} (indices are 1-based)",
                 block, first_line, k,
             )
-        vals = self._values(rec, block, first_line)
-        self._check_diagonal(rows, cols, vals, block, first_line)
-        return CooBlock(rows, cols, vals)
+        self._check_diagonal(rows, cols, coo.values, block, first_line)
+        return coo
 
-    def _array_to_coo(self, rec: np.ndarray, block: bytes, first_line: int) -> CooBlock:
+    def _array_to_coo(self, vals: np.ndarray, block: bytes, first_line: int) -> CooBlock:
         """Dense column-major values -> coordinates of the nonzeros (zeros are not stored)."""
-        vals = self._values(rec, block, first_line)
-        k = np.arange(self.count, self.count + len(rec), dtype=np.int64)
+        k = np.arange(self.count, self.count + len(vals), dtype=np.int64)
         m, sym = self.header.nrows, self.header.symmetry
         if sym == "general":
             rows, cols = k % m, k // m

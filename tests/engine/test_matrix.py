@@ -328,6 +328,17 @@ def test_with_values_must_fit_the_pattern():
         A.with_values(torch.zeros(2, 2, 64, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_degenerate_shapes(shape):
+    m, n = shape
+    A = SparseMatrix([], [], [], shape)
+    assert A.T.shape == (n, m) and A.to_dense().shape == shape and A.to_scipy().shape == shape
+    assert (A @ torch.ones(n, dtype=A.dtype)).shape == (m,) and (A @ torch.ones(n, 2, dtype=A.dtype)).shape == (m, 2)
+    assert (A @ A.T).shape == (m, m) and (A + A).nnz == 0 and A.diagonal().shape == (0,)
+    assert A.sum(0).shape == (n,) and A.sum(1).shape == (m,) and float(A.sum()) == 0.0
+    assert A.is_symmetric() == (m == n)
+
+
 # ---------------------------------------------------------------------------------- structure
 def test_diagonal(problem, batched):
     v = problem.coo_values(batched)

@@ -96,6 +96,16 @@ def test_row_vectors_times_a_batch_whose_size_equals_m():
     torch.testing.assert_close(x @ A, torch.einsum("bm,bmn->bn", x, A.to_dense()))
 
 
+def test_non_contiguous_operands(device):
+    p = CATALOG["rectangular_tall"]
+    v = p.coo_values(True, device)
+    x = torch.randn(2, 4, 6, dtype=torch.float64, device=device).transpose(1, 2)  # [2, 6, 4], strided
+    assert not x.is_contiguous()
+    assert_matches_dense(lambda v, x: p.matrix(v) @ x, lambda v, x: p.dense(v) @ x, [v, x.requires_grad_()])
+    assert_matches_dense(lambda v, x: p.matrix(v[0]) @ x[1], lambda v, x: p.dense(v[0]) @ x[1], [v, x])
+    assert_matches_dense(lambda v, x: p.matrix(v[1]) @ x[0, :, 2], lambda v, x: p.dense(v[1]) @ x[0, :, 2], [v, x])
+
+
 def test_second_derivatives(device):
     p = CATALOG["duplicates"]
     v = p.coo_values(False, device)

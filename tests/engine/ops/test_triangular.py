@@ -100,6 +100,23 @@ def test_no_grad_result_equals_autograd_result(device):
     torch.testing.assert_close(plain, slactl.triangular_solve(A, b).detach(), rtol=0, atol=0)
 
 
+def test_non_contiguous_rhs(device):
+    T = triangular_problem(CATALOG["nonsymmetric"], lower=False)
+    v = T.coo_values(True, device)
+    b = torch.randn(2, 3, 12, dtype=torch.float64, device=device).transpose(1, 2).requires_grad_()
+    assert not b.is_contiguous()
+    assert_matches_dense(
+        lambda v, b: slactl.triangular_solve(T.matrix(v), b, lower=False),
+        lambda v, b: _dense_solve(T.dense(v), b, False, False),
+        [v, b],
+    )
+    assert_matches_dense(
+        lambda v, b: slactl.triangular_solve(T.matrix(v[1]), b[0, :, 1], lower=False),
+        lambda v, b: _dense_solve(T.dense(v[1]), b[0, :, 1], False, False),
+        [v, b],
+    )
+
+
 def test_float32(device):
     T = triangular_problem(CATALOG["random_square"], lower=True)
     v = T.coo_values(True, device).detach().float()
