@@ -3,7 +3,7 @@
 cuDSS splits a solve into analysis (reordering + symbolic factorization; depends only on the
 pattern and is the expensive part), numeric factorization and solve. The analysed solver is cached
 on the pattern, so a training loop that changes values but not the pattern re-runs only the
-numeric factorization (``reset_operands`` + ``factorize``). Several prepared factorizations may
+numeric factorization (values copied into the analysed buffer, then ``factorize``). Several prepared factorizations may
 share one cached solver: each remembers its values, and the shared solver is re-factorized (never
 re-analysed) when a different one last used it.
 
@@ -66,9 +66,12 @@ class _SharedSolver:
         if mtlib is not None:
             options["multithreading_lib"] = mtlib
         self.pattern = pattern
+        # cuDSS keeps pointers to its operands: a new buffer would force a new analysis, so values
+        # and right-hand sides are copied into these two buffers in place.
+        self.values = values.detach().clone()
         self.b = torch.zeros(pattern.shape[0], dtype=values.dtype, device=values.device)
         t0 = time.perf_counter()
-        self.solver = nsa.DirectSolver(pattern.torch_csr(values), self.b, options=nsa.DirectSolverOptions(**options))
+        self.solver = nsa.DirectSolver(pattern.torch_csr(self.values), self.b, options=nsa.DirectSolverOptions(**options))
         if mtlib is not None:
             self.solver.plan_config.host_nthreads = os.cpu_count() or 1
         self.solver.plan()
@@ -78,7 +81,7 @@ class _SharedSolver:
 
     def factorize_for(self, owner: "CuDSSFactorization") -> float:
         t0 = time.perf_counter()
-        self.solver.reset_operands(a=self.pattern.torch_csr(owner.A.values))
+        self.values.copy_(owner.A.values)
         info = self.solver.factorize()
         torch.cuda.synchronize(owner.A.device)
         if getattr(info, "info", 0):
@@ -89,8 +92,7 @@ class _SharedSolver:
     def solve_column(self, owner: "CuDSSFactorization", b: torch.Tensor) -> torch.Tensor:
         if self.owner is not owner:
             self.factorize_for(owner)
-        self.b = b.contiguous()
-        self.solver.reset_operands(b=self.b)
+        self.b.copy_(b)
         return self.solver.solve().clone()  # the solver reuses its output buffer
 
 
