@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from slactl.engine.krylov.operator import LinearOperator, as_operator, check_system
+from slactl.engine.krylov.operator import as_operator, check_system
 from slactl.engine.krylov.result import KrylovResult, Status, overall_status
 from slactl.errors import UsageError
 

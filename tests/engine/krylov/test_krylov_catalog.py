@@ -85,3 +85,24 @@ def test_complex_system(method, catalog):
 
     x_ref = spla.spsolve(Ac.tocsc(), b.numpy())
     assert np.linalg.norm(res.x.numpy() - x_ref) / np.linalg.norm(x_ref) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["cg", "minres"])
+def test_complex_hermitian_system(method, catalog):
+    """CG and MINRES use the conjugated inner product: a complex Hermitian positive definite
+    matrix is solved like a real SPD one."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    import slactl
+
+    P = catalog["poisson"].A
+    S = sp.random(P.shape[0], P.shape[0], density=0.01, random_state=3, format="csr")
+    H = (P + 0.1j * (S - S.T)).tocsr()  # Hermitian
+    assert np.linalg.eigvalsh(H.toarray()).min() > 0.05  # and positive definite
+    A = slactl.SparseMatrix.from_scipy(H, dtype=torch.complex128)
+    b = torch.from_numpy(np.random.default_rng(2).standard_normal(H.shape[0]) * (1 - 2j))
+    res = METHODS[method](A, b, rtol=1e-10)
+    assert res.converged, res.message
+    x_ref = spla.spsolve(H.tocsc(), b.numpy())
+    assert np.linalg.norm(res.x.numpy() - x_ref) / np.linalg.norm(x_ref) < 1e-7
