@@ -64,7 +64,7 @@ class Monitor:
         self.active = torch.ones(tol.shape, dtype=torch.bool, device=tol.device)
         self.count = torch.zeros(tol.shape, dtype=torch.int64, device=tol.device)
         self.norms: list[torch.Tensor] = []
-        self.it = 0
+        self.it = 0  # iterations executed (the maxiter budget), including frozen ones
         self._go = self.active
         self._next_check = 1
         self._last_check: tuple[int, float] | None = None
@@ -82,8 +82,17 @@ class Monitor:
         """Start a run from a residual of norm ``r0norm``: columns still RUNNING become active."""
         if not self.norms:
             self.norms.append(r0norm)
+        self._run_start = (len(self.norms), self.count.clone())
         self.active = self.code == RUNNING
         self._classify(r0norm)
+
+    def end_run(self) -> None:
+        """Drop the history of the iterations run after every column had stopped (between the
+        last convergence and the check point that saw it), then :meth:`resolve` the statuses."""
+        start, count0 = self._run_start
+        used = int((self.count - count0).max()) if self.count.numel() else 0
+        del self.norms[start + used :]
+        self.resolve()
 
     def recheck(self, rnorm: torch.Tensor) -> None:
         """Classify active columns by a freshly computed (true) residual norm; no history entry."""
@@ -155,10 +164,8 @@ class Monitor:
         return max(1, min(self.check_every, predicted))
 
     def history(self) -> torch.Tensor:
-        """``[iterations + 1, ...]``: trimmed to the last iteration in which a column was active."""
-        hist = torch.stack(self.norms)
-        last = int(self.count.max()) if self.count.numel() else 0
-        return hist[: last + 1]
+        """``[iterations + 1, ...]``: the norms of the iterations in which some column was active."""
+        return torch.stack(self.norms)
 
 
 class _Identity:
@@ -235,7 +242,7 @@ def run_krylov(
         recoveries = 0
         while True:
             core(op, b, x, M, mon, **options)
-            mon.resolve()
+            mon.end_run()
             true_norm = op.norm(b - op.matvec(x))
             ok = true_norm <= tol
             again = ~ok & _isin(mon.code, retry)

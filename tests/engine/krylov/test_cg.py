@@ -132,3 +132,17 @@ def test_adaptive_check_points_waste_few_iterations():
     assert res.converged
     assert res.info["iterations_run"] - res.iterations <= 3
     assert res.info["host_syncs"] <= res.iterations
+
+
+def test_rare_checks_with_recoveries_keep_the_same_history():
+    """float32 and an unreachable tolerance: CG restarts from its iterate after the recurrence
+    claims convergence. Rare check points must not change the iterate, the history or the count."""
+    A = _poisson(16, dtype=torch.float32)
+    b = torch.from_numpy(np.random.default_rng(5).standard_normal(256)).float()
+    every = cg(A, b, rtol=1e-9, check_every=1)
+    rare = cg(A, b, rtol=1e-9, check_every=8)
+    assert every.recoveries == rare.recoveries > 0
+    assert every.iterations == rare.iterations and rare.residual_norms.shape == (rare.iterations + 1,)
+    torch.testing.assert_close(every.residual_norms, rare.residual_norms, rtol=0, atol=0)
+    torch.testing.assert_close(every.x, rare.x, rtol=0, atol=0)
+    assert rare.info["iterations_run"] >= rare.iterations
