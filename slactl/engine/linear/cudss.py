@@ -53,6 +53,16 @@ def _threading_layer() -> str | None:
     return None
 
 
+def _make_current(device: torch.device) -> None:
+    """cuda.core tracks the current device per thread, and autograd runs backward on its own
+    thread: make the solver's device current there before every cuDSS call."""
+    try:
+        from cuda.core import Device
+    except ImportError:  # older cuda-core
+        from cuda.core.experimental import Device
+    Device(device.index if device.index is not None else torch.cuda.current_device()).set_current()
+
+
 class _SharedSolver:
     """One analysed cuDSS solver per (pattern, dtype, system type): the cached analysis."""
 
@@ -81,6 +91,7 @@ class _SharedSolver:
 
     def factorize_for(self, owner: "CuDSSFactorization") -> float:
         t0 = time.perf_counter()
+        _make_current(self.values.device)
         self.values.copy_(owner.A.values)
         info = self.solver.factorize()
         torch.cuda.synchronize(owner.A.device)
@@ -92,6 +103,7 @@ class _SharedSolver:
     def solve_column(self, owner: "CuDSSFactorization", b: torch.Tensor) -> torch.Tensor:
         if self.owner is not owner:
             self.factorize_for(owner)
+        _make_current(self.b.device)
         self.b.copy_(b)
         return self.solver.solve().clone()  # the solver reuses its output buffer
 
