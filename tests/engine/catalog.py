@@ -20,9 +20,6 @@ from torch.utils._pytree import tree_flatten
 
 from slactl import SparseMatrix
 
-BATCH = 2  # matrices in a batched problem
-
-
 @dataclass(frozen=True)
 class Problem:
     name: str
@@ -37,14 +34,14 @@ class Problem:
         return self.shape[0] == self.shape[1]
 
     def coo_values(self, batched: bool, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Leaf COO values ``[nnz]`` or ``[BATCH, nnz]`` (float64, requires grad).
+        """Leaf COO values ``[nnz]`` or, for a batch of two matrices, ``[2, nnz]`` (float64, requires grad).
 
         The second matrix of a batch is a perturbation of the first that keeps a symmetric problem
         symmetric (the perturbation is read from a symmetric dense matrix at each coordinate).
         """
         v = self.values
         if batched:
-            g = torch.Generator().manual_seed(len(self.name))
+            g = torch.Generator().manual_seed(1)
             r = torch.randn(self.shape, generator=g, dtype=torch.float64)
             if self.symmetric:
                 r = r + r.T

@@ -38,7 +38,8 @@ def _partner(p: Problem, kind: str) -> Problem:
     """A second operand of p's shape: same coordinates (other values) or an unrelated pattern."""
     g = torch.Generator().manual_seed(3)
     if kind == "same_pattern":
-        return Problem(p.name + "_same", torch.randn(p.values.shape, generator=g, dtype=torch.float64), p.row, p.col, p.shape)
+        values = torch.randn(p.values.shape, generator=g, dtype=torch.float64)
+        return Problem(p.name + "_same", values, p.row, p.col, p.shape)
     S = sp.random(*p.shape, density=0.3, format="coo", rng=21)
     return Problem(
         p.name + "_other",
@@ -94,7 +95,9 @@ def test_linear_combination_with_tensor_coefficients(kind, device):
     )
     A, wa = _csr_leaf(p, False, device)
     B, wb = _csr_leaf(other, False, device)
-    gradcheck(lambda wa, wb, a, b: slactl.add(A.with_values(wa), B.with_values(wb), a, b).values, [wa, wb, alpha, beta])
+    gradcheck(
+        lambda wa, wb, a, b: slactl.add(A.with_values(wa), B.with_values(wb), a, b).values, [wa, wb, alpha, beta]
+    )
 
 
 def test_union_keeps_entries_that_cancel(device):

@@ -122,7 +122,7 @@ def _pair(m, k, n, device="cpu", dtype=torch.float64):
 def test_inner_dimension_mismatch_says_what_must_match():
     A, _ = _pair(4, 5, 3)
     _, B = _pair(4, 6, 3)
-    with pytest.raises(ShapeError, match=r"\(4, 5\) by \(6, 3\).*A's column count \(5\) must equal B's row count \(6\)"):
+    with pytest.raises(ShapeError, match=r"\(4, 5\) by \(6, 3\).*column count \(5\) must equal B's row count \(6\)"):
         A @ B
 
 
