@@ -87,18 +87,29 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
         rows.append(dict(matrix=name, n=n, nnz=a.nnz, op=op, impl=impl, ms=seconds * 1e3,
                          gbs=(bytes_moved / seconds / 1e9) if bytes_moved else None))
 
+    def trial(op, impl, fn, bytes_moved=None, repeat=7):
+        try:
+            add(op, impl, timeit(fn, device, repeat=repeat), bytes_moved)
+        except Exception as exc:  # noqa: BLE001 - e.g. a peer running out of memory: recorded, not fatal
+            rows.append(dict(matrix=name, n=n, nnz=a.nnz, op=op, impl=impl, ms=None, gbs=None,
+                             note=f"failed: {type(exc).__name__}"))
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            if cp is not None:
+                cp.get_default_memory_pool().free_all_blocks()
+
     # SpMV bytes: values + col indices + row offsets + x gathered (lower bound: once) + y written.
     idx_bytes = A.pattern.col.element_size()
     spmv_bytes = a.nnz * (8 + idx_bytes) + (n + 1) * idx_bytes + 2 * n * 8
 
     # ---- SpMV forward
-    add("SpMV", "slactl A@x", timeit(lambda: A @ x, device), spmv_bytes)
+    trial("SpMV", "slactl A@x", lambda: A @ x, spmv_bytes)
     add("SpMV", "torch.mv(csr)", timeit(lambda: torch.mv(tcsr, x), device), spmv_bytes)
     if device == "cpu":
-        add("SpMV", "scipy A@x", timeit(lambda: a @ xs, device), spmv_bytes)
+        trial("SpMV", "scipy A@x", lambda: a @ xs, spmv_bytes)
     elif ca is not None:
         xc = cp.asarray(xs)
-        add("SpMV", "cupyx A@x", timeit(lambda: ca @ xc, device), spmv_bytes)
+        trial("SpMV", "cupyx A@x", lambda: ca @ xc, spmv_bytes)
 
     # ---- SpMV forward + backward (grad w.r.t. values and x)
     v = A.values.detach().clone().requires_grad_(True)
@@ -117,7 +128,7 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
         (gx,) = torch.autograd.grad(y, (xg,), grad_outputs=x)
         return gx
 
-    add("SpMV fwd+bwd (x only)", "torch autograd", timeit(torch_fb_x, device))
+    trial("SpMV fwd+bwd (x only)", "torch autograd", torch_fb_x)
     tv = tcsr.detach().clone().requires_grad_(True)
 
     def torch_fb_values():
@@ -128,19 +139,19 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
     try:
         if n > 250_000:
             raise RuntimeError("skipped above 250,000 rows: torch's CSR values gradient is seconds per call")
-        add("SpMV fwd+bwd (values)", "torch autograd", timeit(torch_fb_values, device))
+        trial("SpMV fwd+bwd (values)", "torch autograd", torch_fb_values)
     except Exception as exc:  # noqa: BLE001 - record what the peer cannot do
         rows.append(dict(matrix=name, n=n, nnz=a.nnz, op="SpMV fwd+bwd (values)", impl="torch autograd",
                          ms=None, gbs=None, note=f"not run: {exc}"[:90]))
 
     # ---- SpMM forward (k columns)
-    add(f"SpMM k={k}", "slactl A@X", timeit(lambda: A @ X, device))
+    trial(f"SpMM k={k}", "slactl A@X", lambda: A @ X)
     add(f"SpMM k={k}", "torch.mm(csr)", timeit(lambda: torch.mm(tcsr, X), device))
     if device == "cpu":
-        add(f"SpMM k={k}", "scipy A@X", timeit(lambda: a @ Xs, device))
+        trial(f"SpMM k={k}", "scipy A@X", lambda: a @ Xs)
     elif ca is not None:
         Xc = cp.asarray(Xs)
-        add(f"SpMM k={k}", "cupyx A@X", timeit(lambda: ca @ Xc, device))
+        trial(f"SpMM k={k}", "cupyx A@X", lambda: ca @ Xc)
     Xg = X.clone().requires_grad_(True)
 
     def slactl_spmm_fb():
@@ -153,7 +164,7 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
     if a.nnz > 25_000_000:
         return
     A2 = A @ A  # symbolic phase, cached on the pattern pair
-    add("SpGEMM A@A", "slactl (symbolic cached)", timeit(lambda: A @ A, device))
+    trial("SpGEMM A@A", "slactl (symbolic cached)", lambda: A @ A)
     fresh = slactl.SparseMatrix.from_scipy(a, dtype=dtype, device=device)
 
     def slactl_spgemm_cold():
@@ -161,19 +172,19 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
             slactl.engine.pattern.Pattern(fresh.pattern.crow, fresh.pattern.col, fresh.shape), fresh.values)
         return B @ B
 
-    add("SpGEMM A@A", "slactl (symbolic + numeric)", timeit(slactl_spgemm_cold, device, repeat=3))
-    add("SpGEMM A@A", "torch csr@csr", timeit(lambda: tcsr @ tcsr, device))
+    trial("SpGEMM A@A", "slactl (symbolic + numeric)", slactl_spgemm_cold, repeat=3)
+    trial("SpGEMM A@A", "torch csr@csr", lambda: tcsr @ tcsr)
     if device == "cpu":
-        add("SpGEMM A@A", "scipy A@A", timeit(lambda: a @ a, device))
+        trial("SpGEMM A@A", "scipy A@A", lambda: a @ a)
     elif ca is not None:
-        add("SpGEMM A@A", "cupyx A@A", timeit(lambda: ca @ ca, device))
+        trial("SpGEMM A@A", "cupyx A@A", lambda: ca @ ca)
     w = torch.randn(A2.nnz, dtype=dtype, device=device, generator=gen)
 
     def slactl_spgemm_fb():
         C = Ag @ Ag
         return torch.autograd.grad((C.values * w).sum(), (v,))
 
-    add("SpGEMM fwd+bwd (values)", "slactl", timeit(slactl_spgemm_fb, device))
+    trial("SpGEMM fwd+bwd (values)", "slactl", slactl_spgemm_fb)
     tcoo = A.to_torch(torch.sparse_coo).detach().clone().requires_grad_(True)
 
     def torch_spgemm_fb():
@@ -183,7 +194,7 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
     if n > 1_100_000:
         return  # torch's COO autograd is orders of magnitude slower; measured at the smaller sizes
     try:
-        add("SpGEMM fwd+bwd (values)", "torch.sparse.mm COO autograd", timeit(torch_spgemm_fb, device, repeat=3))
+        trial("SpGEMM fwd+bwd (values)", "torch.sparse.mm COO autograd", torch_spgemm_fb, repeat=3)
     except Exception as exc:  # noqa: BLE001
         rows.append(dict(matrix=name, n=n, nnz=a.nnz, op="SpGEMM fwd+bwd (values)", impl="torch.sparse.mm COO autograd",
                          ms=None, gbs=None, note=f"unsupported: {type(exc).__name__}"))
