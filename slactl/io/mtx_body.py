@@ -140,7 +140,8 @@ class BodyReader:
 
         line = self.header.size_line + 1
         for block in _line_blocks(self.stream, self.block_bytes, self.path):
-            coo = parse_fast(block, self.header)
+            newlines = block.count(b"\n")
+            coo = parse_fast(block, self.header, newlines)
             if coo is None:  # not provably clean: the strict parser decides, and names the line
                 coo = self._columns_of(self._parse(block, line))
             n = coo.rows.shape[0]
@@ -155,7 +156,7 @@ class BodyReader:
             if n:
                 yield self._checked(coo, block, line)
             self.count += n
-            line += block.count(b"\n")
+            line += newlines
             if self.progress is not None:
                 self.progress()
         if self.count < self.header.entries:
