@@ -54,8 +54,9 @@ class MemorySink:
     def _store(self, block: CooBlock) -> None:
         self._blocks.append(block)
 
-    def blocks(self, consume: bool = False) -> Iterator[CooBlock]:
-        """The stored blocks; with ``consume`` each is released once the caller moves on."""
+    def blocks(self, consume: bool = False, values: bool = True) -> Iterator[CooBlock]:
+        """The stored blocks; with ``consume`` each is released once the caller moves on.
+        ``values=False`` lets a sink skip reading values it would only throw away."""
         if not consume:
             yield from self._blocks
             return
@@ -89,7 +90,7 @@ class DiskSink(MemorySink):
             block.values.tofile(self._files["values"])
         self._n += len(block.rows)
 
-    def blocks(self, consume: bool = False) -> Iterator[CooBlock]:
+    def blocks(self, consume: bool = False, values: bool = True) -> Iterator[CooBlock]:
         for f in self._files.values():
             f.flush()
         step = min(max(self._n // 32, _READBACK_MIN), _READBACK_MAX)
@@ -97,7 +98,9 @@ class DiskSink(MemorySink):
             count = min(step, self._n - start)
             rows = self._read("rows", self._idx, start, count)
             cols = self._read("cols", self._idx, start, count)
-            vals = None if self._value_dtype is None else self._read("values", self._value_dtype, start, count)
+            vals = None
+            if values and self._value_dtype is not None:
+                vals = self._read("values", self._value_dtype, start, count)
             yield CooBlock(rows, cols, vals)
 
     def _read(self, name: str, dtype: np.dtype, start: int, count: int) -> np.ndarray:
@@ -138,7 +141,7 @@ def build_csr(
     """Count entries per row, then scatter the sink's blocks (and mirrors) into one canonical CSR."""
     m, n = shape
     counts = np.zeros(m, dtype=np.int64)
-    for block in sink.blocks():
+    for block in sink.blocks(values=False):
         np.add.at(counts, block.rows, 1)  # O(block), whatever the number of rows
         if sink.symmetry != "general":
             np.add.at(counts, block.cols[block.rows != block.cols], 1)

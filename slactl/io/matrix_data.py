@@ -123,8 +123,11 @@ def check_finite(values: np.ndarray, allow_nonfinite: bool, where: str, path: An
     """Refuse NaN and Inf unless the caller allowed them (they poison every solver silently)."""
     if allow_nonfinite or values.dtype.kind not in "fc" or values.size == 0:
         return
+    with np.errstate(all="ignore"):
+        if np.isfinite(values.sum()):  # one pass, no temporary: a NaN or Inf makes the sum non-finite
+            return
     bad = ~np.isfinite(values)
-    if bad.any():
+    if bad.any():  # (the sum may also have overflowed from finite values)
         k = int(np.flatnonzero(bad)[0])
         raise FormatError(
             f"{where}: stored value {k} is {values[k]}; pass allow_nonfinite=True (--allow-nonfinite) to accept NaN/Inf",

@@ -218,6 +218,9 @@ class BodyReader:
     def _check_values(self, vals: np.ndarray | None, block: bytes, first_line: int) -> None:
         if vals is None or self.allow_nonfinite or self.header.field == "integer":
             return
+        with np.errstate(all="ignore"):
+            if np.isfinite(vals.sum()):  # cheap: NaN or Inf anywhere makes the sum non-finite
+                return
         bad = ~np.isfinite(vals)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
