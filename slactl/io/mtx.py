@@ -116,10 +116,7 @@ def read_mtx(
     with _open_read(path) as (stream, raw):
         header = read_header(stream, path)
         shape = (header.nrows, header.ncols)
-        if spill_dir is None:
-            sink = MemorySink(header.nrows, header.ncols, header.symmetry)
-        else:
-            sink = DiskSink(header.nrows, header.ncols, header.symmetry, spill_dir)
+        sink = MemorySink(*shape, header.symmetry) if spill_dir is None else DiskSink(*shape, header.symmetry, spill_dir)
         try:
             tick = None if progress is None else (lambda: progress("parse", raw.tell(), total))
             reader = BodyReader(stream, header, path, allow_nonfinite=allow_nonfinite, block_bytes=block_bytes, progress=tick)

@@ -27,7 +27,7 @@ def test_round_trip_every_field_and_symmetry(tmp_path, combo, suffix):
     assert (got.field, got.symmetry) == (field, symmetry)
     assert_same_csr(got.csr, a)
     # Independent reader: SciPy parses what we wrote into the same matrix.
-    ref = sp.csr_array(scipy.io.mmread(path))
+    ref = sp.csr_array(scipy.io.mmread(path, spmatrix=False))
     np.testing.assert_array_equal(ref.toarray(), a.toarray())
 
 
@@ -58,7 +58,7 @@ def test_array_format_matches_scipy(tmp_path, symmetry):
     scipy.io.mmwrite(path, dense, symmetry=symmetry)  # dense input: 'array' format
     assert "array" in path.read_text().splitlines()[0]
     got = read_mtx(path)
-    np.testing.assert_array_equal(got.csr.toarray(), np.asarray(scipy.io.mmread(path)))
+    np.testing.assert_array_equal(got.csr.toarray(), np.asarray(scipy.io.mmread(path, spmatrix=False)))
     assert got.csr.nnz == np.count_nonzero(dense)  # zeros of a dense file are not stored
 
 
@@ -76,7 +76,7 @@ def test_duplicates_are_summed_like_scipy(tmp_path):
     text = BANNER + "3 3 4\n1 1 1.5\n2 3 1\n1 1 2.25\n2 3 -1\n"
     path = write_text(tmp_path, text)
     got = read_mtx(path)
-    ref = sp.csr_array(scipy.io.mmread(path))  # COO; csr conversion sums duplicates
+    ref = sp.csr_array(scipy.io.mmread(path, spmatrix=False))  # COO; csr conversion sums duplicates
     np.testing.assert_array_equal(got.csr.toarray(), ref.toarray())
     assert got.csr[[0], [0]] == 3.75
 
