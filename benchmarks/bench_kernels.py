@@ -86,6 +86,7 @@ def bench_matrix(name: str, a: sp.csr_array, device: str, k: int, rows: list[dic
     def add(op, impl, seconds, bytes_moved=None):
         rows.append(dict(matrix=name, n=n, nnz=a.nnz, op=op, impl=impl, ms=seconds * 1e3,
                          gbs=(bytes_moved / seconds / 1e9) if bytes_moved else None))
+        print(f"# {name} n={n} {op} {impl}: {seconds * 1e3:.3f} ms", flush=True)  # survives a crash
 
     def trial(op, impl, fn, bytes_moved=None, repeat=7):
         try:

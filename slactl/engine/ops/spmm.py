@@ -60,13 +60,25 @@ class _SpMM(torch.autograd.Function):
 
 
 def sampled_product(pattern: Pattern, g: torch.Tensor, x: torch.Tensor, *, batched: bool) -> torch.Tensor:
-    """``out[..., e] = sum_k g[..., row[e], k] * x[..., col[e], k]`` for every stored entry ``e``."""
+    """``out[..., e] = sum_k g[..., row[e], k] * x[..., col[e], k]`` for every stored entry ``e``.
+
+    For blocks ([n, k]) the entries are processed in chunks so the temporaries stay near
+    ``_CHUNK`` elements instead of ``nnz * k``.
+    """
     row, col = pattern.row, pattern.col
     if batched:
         prod = g[:, row] * x[:, col]
         return prod if g.dim() == 2 else prod.sum(-1)
-    prod = g[row] * x[col]
-    return prod if g.dim() == 1 else prod.sum(-1)
+    if g.dim() == 1:
+        return g[row] * x[col]
+    step = max(1, _CHUNK // max(g.shape[-1], 1))
+    if pattern.nnz <= step:
+        return (g[row] * x[col]).sum(-1)
+    parts = [(g[row[s:s + step]] * x[col[s:s + step]]).sum(-1) for s in range(0, pattern.nnz, step)]
+    return torch.cat(parts)
+
+
+_CHUNK = 1 << 25  # elements per temporary in the block sampled product (256 MiB in float64)
 
 
 def matmul(A: SparseMatrix, x: torch.Tensor) -> torch.Tensor:
