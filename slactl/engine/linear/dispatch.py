@@ -42,12 +42,16 @@ def _amg_available() -> bool:
     return True
 
 
-def _spd_preconditioner(n: int, reasons: list[str]) -> str:
+def _spd_preconditioner(n: int, reasons: list[str], device: str = "cpu") -> str:
     if _amg_available():
         reasons.append("SPD evidence: CG with smoothed-aggregation AMG (iterations nearly independent of n)")
         return "amg"
-    reasons.append("SPD evidence but pyamg is not installed (pip install pyamg): CG with IC(0)")
-    return "ic0"
+    if device == "cpu":
+        reasons.append("SPD evidence but pyamg is not installed (pip install pyamg): CG with IC(0)")
+        return "ic0"
+    # torch's CUDA triangular solves re-analyse on every call (~25 ms per IC(0) application at 1M).
+    reasons.append("SPD evidence but pyamg is not installed (pip install pyamg): CG with Jacobi on the GPU")
+    return "jacobi"
 
 
 def _first_available_direct(device: str, reasons: list[str]) -> str | None:
@@ -77,12 +81,12 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
         elif method not in b.methods:
             raise UsageError(f"backend {backend!r} offers methods {', '.join(b.methods)}, not {method!r}")
         reasons.append(f"backend {backend} requested")
-        pre = _preconditioner_for(method, structure, preconditioner, n, reasons)
+        pre = _preconditioner_for(method, structure, preconditioner, n, reasons, dev)
         return Choice(backend, method, pre, reasons)
 
     if method in KRYLOV_METHODS:
         reasons.append(f"method {method} requested: slactl's Krylov methods on torch")
-        return Choice("torch", method, _preconditioner_for(method, structure, preconditioner, n, reasons), reasons)
+        return Choice("torch", method, _preconditioner_for(method, structure, preconditioner, n, reasons, dev), reasons)
 
     if method == "direct":
         name = _first_available_direct(dev, reasons)
@@ -103,25 +107,25 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
             return Choice("superlu", "direct", "none", reasons)
         if spd:
             reasons.append(f"n = {n} is large and A is symmetric with a positive diagonal ({structure.spd_evidence} SPD)")
-            return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons), reasons)
+            return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev), reasons)
         if n <= CPU_NONSYMMETRIC_DIRECT_MAX_ROWS:
             reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and n = {n} <= {CPU_NONSYMMETRIC_DIRECT_MAX_ROWS}: SuperLU is the robust choice")
             return Choice("superlu", "direct", "none", reasons)
         m = "minres" if symmetric else "gmres"
         reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and large: {m}")
-        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons), reasons)
+        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
 
     # CUDA
     if spd:
         reasons.append(f"A is on {dev} and symmetric with a positive diagonal ({structure.spd_evidence} SPD): CG keeps everything on the device")
-        return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons), reasons)
+        return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev), reasons)
     name = _first_available_direct(dev, reasons)
     if name is not None:
         reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} on {dev}: direct solve with {name}")
         return Choice(name, "direct", "none", reasons)
     m = "minres" if symmetric else "gmres"
     reasons.append(f"no GPU direct solver: {m}")
-    return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons), reasons)
+    return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
 
 
 def _krylov_for(structure: Structure | None, reasons: list[str]) -> str:
@@ -135,14 +139,15 @@ def _krylov_for(structure: Structure | None, reasons: list[str]) -> str:
     return "gmres"
 
 
-def _preconditioner_for(method: str, structure: Structure | None, requested: Any, n: int, reasons: list[str]) -> Any:
+def _preconditioner_for(method: str, structure: Structure | None, requested: Any, n: int, reasons: list[str],
+                        device: str = "cpu") -> Any:
     if method == "direct":
         return "none"
     if not (isinstance(requested, str) and requested == "auto"):
         reasons.append(f"preconditioner {requested if isinstance(requested, str) else type(requested).__name__} requested")
         return requested
     if method == "cg" and structure is not None and structure.spd_likely:
-        return _spd_preconditioner(n, reasons)
+        return _spd_preconditioner(n, reasons, device)
     if method in ("cg", "minres"):
         # MINRES serves indefinite matrices, where AMG or IC(0) need not be positive definite;
         # Jacobi on a positive diagonal always is.
@@ -151,5 +156,8 @@ def _preconditioner_for(method: str, structure: Structure | None, requested: Any
             return "jacobi"
         reasons.append(f"{method} needs an SPD preconditioner and the diagonal is not positive: none")
         return "none"
+    if device != "cpu":
+        reasons.append("nonsymmetric Krylov method on the GPU: Jacobi (torch's CUDA triangular solves make ILU(0) slow)")
+        return "jacobi"
     reasons.append("nonsymmetric Krylov method: ILU(0)")
     return "ilu0"
