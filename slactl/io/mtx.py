@@ -1,9 +1,11 @@
 """Matrix Market (``.mtx``, ``.mtx.gz``) reader and writer.
 
 Reading: the header is parsed line by line (:mod:`~slactl.io.mtx_header`), the body in blocks of
-lines with NumPy's strict C parser (:mod:`~slactl.io.mtx_body`), and the CSR is built in two
-passes (:mod:`~slactl.io.csr_build`). Symmetric, skew-symmetric and hermitian files are expanded;
-duplicated entries are summed (a pattern keeps 1); NaN/Inf are refused unless allowed.
+lines (:mod:`~slactl.io.mtx_body`: SciPy's fast parser behind a vectorized strictness check, or
+NumPy's strict parser), and the CSR is built in two passes (:mod:`~slactl.io.csr_build`).
+Symmetric, skew-symmetric and hermitian files are expanded; duplicated entries are summed (a
+pattern keeps 1); NaN/Inf are refused unless allowed. Every failure is a FormatError naming the
+file and, where known, the line.
 
 Writing: SciPy's fast Matrix Market writer (``fast_matrix_market``: shortest round-trip decimal
 for every double, so text round trips are exact) formats blocks of rows; symmetric matrices are

@@ -1,11 +1,19 @@
-"""Matrix Market body: blocks of lines parsed strictly with NumPy, checked, and turned into COO.
+"""Matrix Market body: blocks of lines parsed strictly, checked against the header, turned into COO.
 
-Why NumPy's ``loadtxt`` and not SciPy's fast reader (``fast_matrix_market``) for the body: the fast
-reader silently accepts malformed numbers ("0x10" reads as 0, "1.0D+02" as 1.0, "1.5" in an integer
-file as 1) and ignores extra columns, which would turn a damaged file into a wrong matrix.
-``loadtxt`` (C parser) rejects all of those, and it parses a block of lines at a time, which is what
-a bounded-memory conversion needs. When it refuses a block, a slow pure-Python scan of that block
-finds the first bad line so the error can name it.
+Each block of whole lines takes one of two paths:
+
+* fast (:mod:`slactl.io.mtx_fast`): a vectorized proof that the block is well formed, then SciPy's
+  multithreaded ``fast_matrix_market`` for the numbers. SciPy alone is not enough: it reads the
+  longest valid prefix of a number ("0x10" as 0, "1.0D+02" as 1.0, "1.5" in an integer file as 1)
+  and ignores extra columns, which would turn a damaged file into a wrong matrix;
+* strict (here): NumPy's ``loadtxt`` C parser with one typed column per number, which refuses all
+  of those; when it refuses a block, a pure-Python scan of that block finds the first bad line so
+  the error can name it. Blocks with blank lines, carriage returns, "nan"/"inf" or a leading '+'
+  come this way, as do all ``array`` files.
+
+Either way the entries are then checked here (index range, NaN/Inf, diagonal rules of
+skew-symmetric and hermitian files, the declared entry count), block by block, so that memory
+stays bounded by the block size.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ that every line is exactly ``columns`` tokens and every token is a complete numb
 
 * bytes: digits, space, tab, newline, '-', and for real/complex fields also '.', 'e', 'E', '+'
   (no carriage returns, letters, blank lines: those blocks take the strict slow path);
-* tokens: exactly ``columns`` per line, none before the first on a line;
+* tokens: exactly ``columns`` per line, each line starting with a token (no leading blanks);
 * index tokens: digits only (SciPy itself refuses integers beyond int64);
 * value tokens: ``-?(D+.?D*|.D+)([eE][+-]?D+)?`` checked at the few non-digit bytes only
-  (signs only at the start or right after the exponent mark, a digit beside every '.', a
-  digit before and after the exponent mark, and within a token sign < '.' < exponent in order,
-  each at most once).
+  (signs only at the start or right after the exponent mark, a digit beside every '.', a digit
+  or "digit." before the exponent mark and a digit after it, and within a token the order
+  sign, '.', exponent mark, exponent sign, each at most once).
 
 Anything that fails the check, or that SciPy then refuses, returns None and the caller parses the
 block with the strict slow path, which also finds the line to blame.
