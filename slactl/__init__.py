@@ -7,6 +7,8 @@
 from slactl.engine import SparseMatrix, add, matmul, scale, spgemm, transpose, triangular_solve
 from slactl.engine.files import read_matrix, write_matrix
 from slactl.engine.linear import Factorization, SolveResult, Status, factorize, solve
+from slactl.engine.linear.logdet import det, logdet, slogdet
+from slactl.engine.matrix_list import SparseMatrixList
 from slactl import errors
 from slactl.errors import *  # noqa: F401,F403  (the exception tree is public API)
 
@@ -22,6 +24,10 @@ __all__ = [
     "triangular_solve",
     "read_matrix",
     "solve",
+    "slogdet",
+    "logdet",
+    "det",
+    "SparseMatrixList",
     "factorize",
     "Factorization",
     "SolveResult",

@@ -412,6 +412,18 @@ class SparseMatrix:
 
         return triangular_solve(self, b, lower=lower, unit_diagonal=unit_diagonal)
 
+    def solve(self, b: torch.Tensor, **options: Any) -> Any:
+        """``slactl.solve(self, b, **options)``: differentiable solve (see :func:`slactl.solve`)."""
+        from slactl.engine.linear.api import solve
+
+        return solve(self, b, **options)
+
+    def factorize(self, *, backend: str = "auto") -> Any:
+        """A reusable direct factorization (see :func:`slactl.factorize`)."""
+        from slactl.engine.linear.api import factorize
+
+        return factorize(self, backend=backend)
+
     def tril(self, k: int = 0) -> "SparseMatrix":
         """Lower triangle (entries with ``col - row <= k``) on a sub-pattern; differentiable."""
         from slactl.engine.ops.elementwise import select_entries

@@ -60,10 +60,11 @@ def solve(
 
     Parameters
     ----------
-    A : SparseMatrix
-        Square; values ``[nnz]`` or a batch ``[B, nnz]`` (solved as one block-diagonal system).
-    b : Tensor
-        ``[n]`` or ``[n, k]`` (``[B, n]`` or ``[B, n, k]`` for a batch).
+    A : SparseMatrix or SparseMatrixList
+        Square; values ``[nnz]`` or a batch ``[B, nnz]`` (solved as one block-diagonal system); a
+        :class:`SparseMatrixList` (different patterns) is assembled block-diagonally too.
+    b : Tensor or list of Tensor
+        ``[n]`` or ``[n, k]`` (``[B, n]`` or ``[B, n, k]`` for a batch; a list for a SparseMatrixList).
     method : {"auto", "direct", "cg", "bicgstab", "gmres", "minres"}
     backend : {"auto", "superlu", "cudss", "cupyx", "torch"}
     preconditioner : {"auto", "none", "jacobi", "ilu0", "ic0", "amg"} or a Preconditioner
@@ -86,8 +87,13 @@ def solve(
     >>> slactl.solve(A, torch.tensor([1.0, 2.0], dtype=torch.float64))
     tensor([0.0909, 0.6364], dtype=torch.float64)
     """
+    from slactl.engine.matrix_list import SparseMatrixList
+
+    if isinstance(A, SparseMatrixList):
+        return A.solve(b, method=method, backend=backend, preconditioner=preconditioner, rtol=rtol, atol=atol,
+                       maxiter=maxiter, explain=explain, return_result=return_result, callback=callback, restart=restart)
     if not isinstance(A, SparseMatrix):
-        raise UsageError(f"A must be a SparseMatrix, got {type(A).__name__}; build one with SparseMatrix.from_scipy/from_dense")
+        raise UsageError(f"A must be a SparseMatrix or SparseMatrixList, got {type(A).__name__}; build one with SparseMatrix.from_scipy/from_dense")
     if A.shape[0] != A.shape[1]:
         raise StructureError(f"solve needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
     A.check_compatible(b, "b")
