@@ -187,10 +187,7 @@ def _reader(group: Any, path: Path, checksums: dict) -> Callable[[str], np.ndarr
     return read
 
 
-def read_zarr_descriptor(path: str | os.PathLike) -> tuple[Any, dict]:
-    """(validated descriptor, slactl metadata or {}) without reading the arrays."""
-    path = Path(path)
-    group = _open_group(path)
+def _descriptor(group: Any, path: Path) -> tuple[Any, dict]:
     try:
         attrs = dict(group.attrs)
     except Exception as exc:  # noqa: BLE001 - damaged zarr.json
@@ -207,6 +204,12 @@ def read_zarr_descriptor(path: str | os.PathLike) -> tuple[Any, dict]:
     return parse_descriptor(desc, path), meta if isinstance(meta, dict) else {}
 
 
+def read_zarr_descriptor(path: str | os.PathLike) -> tuple[Any, dict]:
+    """(validated descriptor, slactl metadata or {}) without reading the arrays."""
+    path = Path(path)
+    return _descriptor(_open_group(path), path)
+
+
 def read_zarr(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> MatrixData:
     """Read a Binsparse matrix (CSR, CSC or COO) from a Zarr group into canonical CSR.
 
@@ -214,9 +217,9 @@ def read_zarr(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> Matr
     :class:`FormatError` for a foreign, incomplete or damaged store.
     """
     path = Path(path)
-    desc, meta = read_zarr_descriptor(path)
-    checksums = meta.get("checksums") if isinstance(meta.get("checksums"), dict) else {}
     group = _open_group(path)
+    desc, meta = _descriptor(group, path)
+    checksums = meta.get("checksums") if isinstance(meta.get("checksums"), dict) else {}
     data = matrix_from_buffers(desc, _reader(group, path, checksums), path, meta=meta, allow_nonfinite=allow_nonfinite)
     if data.source is None:
         data.source = path.name
