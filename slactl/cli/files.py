@@ -18,13 +18,17 @@ _STAGES = {"parse": "reading", "sort": "sorting", "write": "writing"}
 
 
 def _solver_choice(A: Any) -> Optional[str]:
-    """Hook for the solve engine: the solver ``slactl solve`` would pick for ``A``, or None.
+    """The solver ``slactl solve`` would pick for ``A`` on this machine's default device."""
+    import torch
 
-    ``A`` is the :class:`~slactl.engine.matrix.SparseMatrix` of the file. ``slactl info`` prints
-    the returned name (and ``--json`` reports it as ``"solver"``). Returns None until the solve
-    engine fills it in.
-    """
-    return None
+    from slactl.engine.linear import analyze, select
+
+    if A.shape[0] != A.shape[1]:
+        return None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choice = select(A.shape[0], device, A.dtype, analyze(A))
+    pre = "" if choice.method == "direct" else f" + {choice.preconditioner}"
+    return f"{choice.method}{pre} on {choice.backend} ({device.type})"
 
 
 def _human_bytes(n: int) -> str:
