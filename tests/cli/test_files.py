@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 import scipy.io
 import scipy.sparse as sp
@@ -72,7 +73,7 @@ def test_info_json_matches_an_independent_computation(capsys, tmp_path):
     assert report["shape"] == [30, 30] and report["nnz"] == a.nnz and report["format"] == "mtx"
     assert report["declared_symmetry"] == "symmetric" and report["numerically_symmetric"] is True
     assert report["spd"]["verdict"] == "yes" and np.linalg.eigvalsh(a.toarray()).min() > 0
-    assert report["solver"] is None
+    assert report["solver"] == "direct on superlu (cpu)"  # small and SPD: a sparse LU
     assert report["memory_bytes"]["dense_float64"] == 30 * 30 * 8
 
 
@@ -117,5 +118,11 @@ def test_missing_file(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "no such store" in err
 
 
-def test_solver_choice_hook_is_empty_for_now():
-    assert _solver_choice(object()) is None
+def test_solver_choice_matches_dispatch():
+    import scipy.sparse as sp
+
+    from slactl import SparseMatrix
+
+    big = SparseMatrix.from_scipy(sp.diags_array([-1.0, 2.5, -1.0], offsets=[-1, 0, 1], shape=(60_000, 60_000)).tocsr())
+    assert _solver_choice(big) == "cg + amg on torch (cpu)"
+    assert _solver_choice(SparseMatrix.from_dense(torch.ones(2, 3, dtype=torch.float64))) is None
