@@ -1,0 +1,1 @@
+"""Distributed solves over torch.distributed (issue 6: not implemented yet)."""
