@@ -98,7 +98,10 @@ def _build_cupyx(A: SparseMatrix, method: str, preconditioner: Any, structure: A
 def _build_krylov(A: SparseMatrix, method: str, preconditioner: Any, structure: Any, **kw: Any) -> Prepared:
     from slactl.engine.linear.iterative import KrylovPrepared
 
-    return KrylovPrepared(A, method, preconditioner, restart=kw.get("restart"))
+    options = {}
+    if preconditioner == "amg" and structure is not None:
+        options["symmetry"] = "symmetric" if structure.symmetric else "nonsymmetric"
+    return KrylovPrepared(A, method, preconditioner, restart=kw.get("restart"), preconditioner_options=options)
 
 
 _FLOATS = (torch.float32, torch.float64)

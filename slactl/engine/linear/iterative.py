@@ -23,11 +23,12 @@ class KrylovPrepared(Prepared):
     backend = "torch"
 
     def __init__(self, A: SparseMatrix, method: str, preconditioner: Any = "none", *,
-                 restart: int | None = None, _M: Any = None, _seconds: float = 0.0):
+                 restart: int | None = None, preconditioner_options: dict | None = None,
+                 _M: Any = None, _seconds: float = 0.0):
         if method not in METHODS:
             raise UsageError(f"unknown Krylov method {method!r}; choose one of {sorted(METHODS)}")
         t0 = time.perf_counter()
-        M = _M if _M is not None else make_preconditioner(preconditioner, A.detach())
+        M = _M if _M is not None else make_preconditioner(preconditioner, A.detach(), **(preconditioner_options or {}))
         super().__init__(A, _seconds if _M is not None else time.perf_counter() - t0)
         self.method = method
         self.M = M

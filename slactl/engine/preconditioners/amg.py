@@ -133,7 +133,8 @@ class AMG(Preconditioner):
         if A.dtype.is_complex:
             raise DtypeError("AMG takes a real matrix; use ilu0 or jacobi for a complex one")
         S = A.to_scipy().astype(np.float64)
-        self.symmetric = A.is_symmetric(tol=1e-10)
+        # A symmetry the caller already established (auto-dispatch has) is not checked again.
+        self.symmetric = self.symmetry in ("symmetric", "hermitian") if self.symmetry else A.is_symmetric(tol=1e-10)
         symmetry = self.symmetry or ("symmetric" if self.symmetric else "nonsymmetric")
         rng_state = np.random.get_state()  # pyamg's spectral estimates draw from the global RNG
         np.random.seed(0)
