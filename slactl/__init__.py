@@ -9,6 +9,8 @@ from slactl.engine.files import read_matrix, write_matrix
 from slactl.engine.linear import Factorization, SolveResult, Status, factorize, solve
 from slactl.engine.linear.logdet import det, logdet, slogdet
 from slactl.engine.matrix_list import SparseMatrixList
+from slactl.engine.nonlinear import NonlinearResult, nonlinear_solve
+from slactl.engine.gradcheck import GradcheckReport, gradcheck
 from slactl import errors
 from slactl.errors import *  # noqa: F401,F403  (the exception tree is public API)
 
@@ -33,6 +35,10 @@ __all__ = [
     "SolveResult",
     "Status",
     "write_matrix",
+    "nonlinear_solve",
+    "NonlinearResult",
+    "gradcheck",
+    "GradcheckReport",
     "errors",
     "__version__",
 ] + errors.__all__

@@ -72,6 +72,10 @@ class ConvergenceError(SlactlError, RuntimeError):
         super().__init__(message)
 
 
+class GradcheckFailure(SlactlError):
+    """A gradient check found adjoint gradients that disagree with finite differences."""
+
+
 class PartitionError(SlactlError, ValueError):
     """A partition or partition store is inconsistent with the matrix or the number of ranks."""
 
@@ -94,4 +98,5 @@ __all__ = [
     "ConvergenceError",
     "PartitionError",
     "NotImplementedFeatureError",
+    "GradcheckFailure",
 ]

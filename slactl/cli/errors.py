@@ -12,6 +12,7 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (E.StoreExistsError, 6, "exists"),
     (E.PartitionError, 7, "partition"),
     (E.NotImplementedFeatureError, 8, "not implemented"),
+    (E.GradcheckFailure, 9, "gradient check failed"),
     (E.FormatError, 2, "bad input"),
     (E.UsageError, 2, "usage"),
     (E.SlactlError, 1, "error"),
