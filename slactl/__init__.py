@@ -9,6 +9,7 @@ from slactl.engine.files import read_matrix, write_matrix
 from slactl.engine.linear import Factorization, SolveResult, Status, factorize, solve
 from slactl.engine.linear.logdet import det, logdet, slogdet
 from slactl.engine.matrix_list import SparseMatrixList
+from slactl.engine.eigen import EigenResult, eigs, eigsh, svds
 from slactl.engine.nonlinear import NonlinearResult, nonlinear_solve
 from slactl.engine.gradcheck import GradcheckReport, gradcheck
 from slactl import errors
@@ -40,5 +41,9 @@ __all__ = [
     "gradcheck",
     "GradcheckReport",
     "errors",
+    "eigsh",
+    "eigs",
+    "svds",
+    "EigenResult",
     "__version__",
 ] + errors.__all__

@@ -7,8 +7,10 @@
 * :func:`lobpcg`: the LOBPCG algorithm over any :class:`~slactl.engine.krylov.LinearOperator`.
 """
 
+from slactl.engine.eigen.eigs import eigs
 from slactl.engine.eigen.eigsh import eigsh
 from slactl.engine.eigen.lobpcg import LOBPCGResult, lobpcg
 from slactl.engine.eigen.result import DegenerateEigenvaluesWarning, EigenResult
+from slactl.engine.eigen.svds import svds
 
-__all__ = ["eigsh", "lobpcg", "LOBPCGResult", "EigenResult", "DegenerateEigenvaluesWarning"]
+__all__ = ["eigsh", "eigs", "svds", "lobpcg", "LOBPCGResult", "EigenResult", "DegenerateEigenvaluesWarning"]
