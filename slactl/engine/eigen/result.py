@@ -115,11 +115,11 @@ class EigenResult:
         return {
             "method": self.method, "which": self.which, "sigma": self.sigma, "iterations": self.iterations,
             "preconditioner": self.preconditioner, "converged": self.converged,
-            "eigenvalues": self.eigenvalues.detach().cpu().tolist(),
+            "eigenvalues": [v if isinstance(v, float) else str(v) for v in self.eigenvalues.detach().cpu().tolist()],
             "residual_norms": self.residual_norms.detach().cpu().tolist(),
             "clusters": [list(c) for c in self.clusters],
-            "next_eigenvalue": None if self.next_eigenvalue is None else complex(self.next_eigenvalue).real
-            if not isinstance(self.next_eigenvalue, complex) else str(self.next_eigenvalue),
+            "next_eigenvalue": None if self.next_eigenvalue is None else (
+                str(self.next_eigenvalue) if isinstance(self.next_eigenvalue, complex) else float(self.next_eigenvalue)),
             "gap": self.gap, "timings": self.timings,
         }
 

@@ -1,0 +1,87 @@
+"""`slactl eigsh`: a few eigenpairs of a symmetric sparse matrix, with their residuals."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slactl.cli.main import app
+from slactl.cli.solve import Device, Dtype, _device
+
+
+class Which(str, Enum):
+    SA = "SA"
+    LA = "LA"
+    LM = "LM"
+
+
+@app.command()
+def eigsh(
+    matrix: Path = typer.Argument(..., help="Symmetric matrix file (.mtx, .mtx.gz, .zarr, .npz)."),
+    k: int = typer.Option(6, "-k", "--k", help="Number of eigenpairs."),
+    which: Which = typer.Option(Which.SA, help="SA smallest, LA largest algebraic, LM largest magnitude."),
+    sigma: Optional[float] = typer.Option(None, help="Shift-invert: the eigenvalues nearest SIGMA."),
+    method: str = typer.Option("auto", help="auto, lobpcg, arpack, dense."),
+    preconditioner: str = typer.Option("auto", help="LOBPCG preconditioner: auto, none, jacobi, amg."),
+    tol: Optional[float] = typer.Option(None, help="Relative tolerance on eigen-residuals (1e-8 in float64)."),
+    maxiter: Optional[int] = typer.Option(None, help="Iteration limit."),
+    device: Device = typer.Option(Device.auto, help="Where to compute."),
+    dtype: Dtype = typer.Option(Dtype.float64, help="Floating-point type."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Eigenvalues of a symmetric matrix and their residuals ||A v - lambda v|| (exit 0 converged,
+    2 bad input or usage, 3 not converged, 5 not symmetric)."""
+    import warnings
+
+    import torch
+
+    import slactl
+    from slactl.engine.eigen.result import DegenerateEigenvaluesWarning
+    from slactl.errors import ConvergenceError
+
+    dev = _device(device)
+    A = slactl.read_matrix(matrix).to(device=dev, dtype=getattr(torch, dtype.value))
+    failed = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateEigenvaluesWarning)
+        try:
+            result = slactl.eigsh(A, k=k, which=which.value, sigma=sigma, method=method,
+                                  preconditioner=preconditioner, tol=tol, maxiter=maxiter, return_result=True)
+        except ConvergenceError as exc:
+            if exc.result is None:
+                raise
+            failed, result = exc, exc.result
+    notes = [str(w.message) for w in caught if issubclass(w.category, DegenerateEigenvaluesWarning)]
+    summary = {"matrix": str(matrix), "n": A.shape[0], "nnz": A.nnz, "k": k, "device": dev, "dtype": dtype.value,
+               **result.summary(), "warnings": notes}
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        _print(summary)
+    if failed is not None:
+        if not json_output:
+            Console(stderr=True).print(f"[red]not converged:[/] {failed}")
+        raise typer.Exit(3)
+
+
+def _print(s: dict) -> None:
+    console = Console()
+    title = (f"slactl eigsh: {s['matrix']} (n = {s['n']:,}, nnz = {s['nnz']:,}, {s['dtype']} on {s['device']}) "
+             f"{s['method']}, which {s['which']}" + ("" if s["sigma"] is None else f", sigma {s['sigma']:g}"))
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "eigenvalue", "residual ||A v - lambda v||"):
+        table.add_column(col, justify="right")
+    for i, (lam, res) in enumerate(zip(s["eigenvalues"], s["residual_norms"])):
+        table.add_row(str(i), f"{lam:.12g}", f"{res:.3e}")
+    console.print(table)
+    iters = "" if s["iterations"] < 0 else f"{s['iterations']} iterations, "
+    console.print(f"{iters}preconditioner {s['preconditioner']}, converged: "
+                  f"{'yes' if s['converged'] else '[red]no[/]'}, time {s['timings'].get('solve', 0.0):.3f} s")
+    for note in s["warnings"]:
+        console.print(f"[yellow]warning:[/] {note}")
