@@ -37,7 +37,12 @@ def _order(vals: torch.Tensor, which: str, sigma: float | None) -> torch.Tensor:
     key = {
         "LM": -vals.abs(), "SM": vals.abs(), "LR": -vals.real, "SR": vals.real, "LI": -vals.imag, "SI": vals.imag,
     }[which] if sigma is None else (vals - sigma).abs()
-    return torch.argsort(key, stable=True)
+    # Ties (a conjugate pair has equal magnitude, real part, distance to a real sigma): the
+    # eigenvalue with the smaller imaginary part first, so the order is deterministic.
+    scale = float(vals.abs().max()) if vals.numel() else 1.0
+    key = torch.round(key / (scale or 1.0) * 1e10)
+    first = torch.argsort(vals.imag, stable=True)
+    return first[torch.argsort(key[first], stable=True)]
 
 
 def _normalize(V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +50,7 @@ def _normalize(V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     V = V / torch.linalg.vector_norm(V, dim=0)
     piv = V.abs().argmax(0)
     ph = V[piv, torch.arange(V.shape[1])]
-    return V * (ph.abs() / ph).conj(), piv
+    return V * (ph.abs() / ph), piv
 
 
 def _left_vectors(Asp: Any, lam: np.ndarray, V: np.ndarray, scale: float) -> np.ndarray:
@@ -91,7 +96,7 @@ def _eigenvector_terms(info: dict, gV: torch.Tensor) -> torch.Tensor:
     """``Q [n, k]``: column ``i`` is ``q_i`` of the module docstring."""
     Asp, V, Y, lam, piv = info["scipy"], info["V"], info["Y"], info["lam"], info["piv"]
     n, k = V.shape
-    Vn, Yn, gn = V.cpu().numpy(), Y.cpu().numpy(), gV.detach().cpu().numpy().astype(np.complex128)
+    Vn, Yn, gn = V.cpu().numpy(), Y.cpu().numpy(), gV.detach().cpu().resolve_conj().resolve_neg().numpy().astype(np.complex128)
     At = sp.csr_matrix(Asp.T, dtype=np.complex128)
     Qm = np.zeros((n, k), dtype=np.complex128)
     for i in range(k):
@@ -154,7 +159,7 @@ def eigs(
     >>> import torch, slactl
     >>> D = torch.tensor([[1.0, 2.0, 0.0], [-2.0, 1.0, 0.0], [0.0, 0.0, 0.5]], dtype=torch.float64)
     >>> lam, V = slactl.eigs(slactl.SparseMatrix.from_dense(D), k=2, which="LM")
-    >>> sorted(lam.tolist(), key=lambda z: z.imag)
+    >>> [complex(round(z.real, 8), round(z.imag, 8)) for z in lam.tolist()]  # smaller imaginary part first
     [(1-2j), (1+2j)]
     """
     if not isinstance(A, SparseMatrix) or A.is_batched:

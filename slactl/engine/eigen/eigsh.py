@@ -119,7 +119,7 @@ def eigsh(
     >>> T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(300, 300))
     >>> A = slactl.SparseMatrix.from_scipy(T).requires_grad_()
     >>> lam, V = slactl.eigsh(A, k=2, which="SA")
-    >>> exact = 2 - 2 * torch.cos(torch.arange(1, 3) * torch.pi / 301).double()
+    >>> exact = 2 - 2 * torch.cos(torch.arange(1, 3, dtype=torch.float64) * torch.pi / 301)
     >>> bool(torch.allclose(lam, exact, rtol=1e-8))
     True
     >>> lam.sum().backward()   # d(lambda_1 + lambda_2)/dA on A's pattern

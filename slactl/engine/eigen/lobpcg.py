@@ -190,7 +190,7 @@ def lobpcg(
     >>> res = lobpcg(slactl.SparseMatrix.from_scipy(T), 3, rtol=1e-10)
     >>> res.converged
     True
-    >>> exact = 2 - 2 * torch.cos(torch.arange(1, 4) * torch.pi / 101).double()
+    >>> exact = 2 - 2 * torch.cos(torch.arange(1, 4, dtype=torch.float64) * torch.pi / 101)
     >>> bool(torch.allclose(res.eigenvalues, exact, rtol=1e-10))
     True
     """
