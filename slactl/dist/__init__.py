@@ -1,1 +1,57 @@
-"""Distributed solves over torch.distributed (issue 6: not implemented yet)."""
+"""Distributed sparse linear algebra over torch.distributed (Gloo on CPUs, NCCL on GPUs).
+
+The only package of slactl that uses ``torch.distributed``. Row partitions
+(:func:`partition`), partition stores (:mod:`slactl.io.partition_store`, one group per rank),
+halo exchange (:class:`HaloPlan`), :class:`DistSparseMatrix` and its :class:`DistOperator` (the
+engine's Krylov methods run on it unchanged), block-Jacobi preconditioning, differentiable
+distributed solves (:func:`solve`) and launchers (:func:`launch` from Python, ``slactl run`` from
+the shell).
+
+Examples
+--------
+Start 4 CPU workers from Python and solve on each rank's share of a matrix::
+
+    import torch, torch.distributed as dist, slactl.dist as sd
+    from slactl.io.gallery import generate
+
+    def work():
+        A = sd.DistSparseMatrix.scatter(generate("poisson2d", 32).matrix, method="metis")
+        x = sd.solve(A, torch.ones(A.n_owned, dtype=A.dtype), method="cg", preconditioner="ic0")
+        return A.gather(x)            # the global x on rank 0, None elsewhere
+
+    x = sd.launch(work, nprocs=4, backend="gloo")[0]
+
+From the shell::
+
+    slactl partition A.mtx --parts 4 --out A.parts.zarr
+    slactl run --procs 4 -- solve A.parts.zarr --json
+
+Not implemented yet: overlapping Schwarz (``overlap > 0``), distributed eigensolvers and
+Newton-Krylov (they raise :class:`~slactl.errors.NotImplementedFeatureError` where offered).
+"""
+
+from slactl.dist.halo import HaloExchange, HaloPlan, ghost_broadcast, ghost_reduce
+from slactl.dist.launch import WorkerError, init_process_group, launch, run_processes
+from slactl.dist.matrix import DistOperator, DistSparseMatrix
+from slactl.dist.partition import METHODS as PARTITION_METHODS
+from slactl.dist.partition import PartitionQuality, partition, partition_quality
+from slactl.dist.solve import BlockJacobi, solve
+
+__all__ = [
+    "BlockJacobi",
+    "DistOperator",
+    "DistSparseMatrix",
+    "HaloExchange",
+    "HaloPlan",
+    "PARTITION_METHODS",
+    "PartitionQuality",
+    "WorkerError",
+    "ghost_broadcast",
+    "ghost_reduce",
+    "init_process_group",
+    "launch",
+    "partition",
+    "partition_quality",
+    "run_processes",
+    "solve",
+]

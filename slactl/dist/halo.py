@@ -1,0 +1,167 @@
+"""Halo exchange over torch.distributed: a precomputed plan, split-phase, with an adjoint.
+
+A :class:`HaloPlan` (PETSc's ``PetscSF``) holds, per neighbour rank, which owned entries this rank
+sends and which slice of its halo (ghost) vector it receives. Two operations use it:
+
+``broadcast`` (owner -> ghosts)
+    every ghost gets a copy of its owner's value: the halo vector that a distributed SpMV needs.
+``reduce`` (ghosts -> owner, summed)
+    every owner receives and adds the values its ghosts hold: the transpose of ``broadcast``.
+
+They are each other's adjoint, which is exactly the autograd rule: the backward of
+:func:`ghost_broadcast` is :func:`ghost_reduce` of the incoming gradient, and vice versa. Both are
+split-phase (:meth:`HaloPlan.start` / :meth:`HaloExchange.wait`, posted together with
+``torch.distributed.batch_isend_irecv``) so that the interior rows of an SpMV, which need no ghost,
+are computed while the messages travel.
+
+Messages between two ranks are matched in the order they are posted, so every rank must run the
+same sequence of exchanges (as SPMD code does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+class HaloExchange:
+    """A posted exchange; :meth:`wait` completes it and returns the received (and combined) data."""
+
+    def __init__(self, requests: list, finish: Any):
+        self._requests = requests
+        self._finish = finish
+        self._done = False
+
+    def wait(self) -> torch.Tensor:
+        """Block until every message of this exchange has arrived; return its result."""
+        if self._done:
+            raise RuntimeError("wait() was already called on this halo exchange")
+        for req in self._requests:
+            req.wait()
+        self._done = True
+        return self._finish()
+
+
+class HaloPlan:
+    """Send and receive lists of one rank, per neighbour (see :mod:`slactl.io.partition_store`).
+
+    Parameters
+    ----------
+    n_owned, n_halo : int
+        Length of the owned and of the ghost part of a local vector.
+    send_ranks, send_offsets, send_index : int arrays
+        ``send_index[send_offsets[i]:send_offsets[i+1]]`` are the owned entries sent to
+        ``send_ranks[i]``, in the order that rank stores them.
+    recv_ranks, recv_offsets : int arrays
+        ``halo[recv_offsets[i]:recv_offsets[i+1]]`` comes from ``recv_ranks[i]``.
+    device : torch device
+        Where the index tensors live (that of the vectors).
+    group : ProcessGroup, optional
+        The process group (default: the world); peers are global ranks.
+    """
+
+    def __init__(self, n_owned: int, n_halo: int, send_ranks: Any, send_offsets: Any, send_index: Any,
+                 recv_ranks: Any, recv_offsets: Any, *, device: Any = "cpu", group: Any = None):
+        self.n_owned, self.n_halo = int(n_owned), int(n_halo)
+        self.device = torch.device(device)
+        self.group = group
+        so, ro = np.asarray(send_offsets, dtype=np.int64), np.asarray(recv_offsets, dtype=np.int64)
+        index = torch.as_tensor(np.asarray(send_index, dtype=np.int64), device=self.device)
+        self.sends = [(int(r), index[so[i]:so[i + 1]]) for i, r in enumerate(np.asarray(send_ranks))]
+        self.recvs = [(int(r), int(ro[i]), int(ro[i + 1])) for i, r in enumerate(np.asarray(recv_ranks))]
+        if ro.size and int(ro[-1]) != self.n_halo:
+            raise ValueError(f"receive lists cover {int(ro[-1])} ghosts but the halo has {self.n_halo}")
+
+    @classmethod
+    def from_block(cls, block: Any, *, device: Any = "cpu", group: Any = None) -> "HaloPlan":
+        """The plan of a :class:`~slactl.io.partition_store.RankBlock`."""
+        return cls(block.n_owned, block.n_halo, block.send_ranks, block.send_offsets, block.send_index,
+                   block.recv_ranks, block.recv_offsets, device=device, group=group)
+
+    @property
+    def neighbours(self) -> list[int]:
+        return sorted({r for r, _ in self.sends} | {r for r, _, _ in self.recvs})
+
+    def _post(self, ops: list) -> list:
+        return dist.batch_isend_irecv(ops) if ops else []
+
+    def start(self, x: torch.Tensor) -> HaloExchange:
+        """Post the broadcast of owned ``x`` (``[n_owned]`` or ``[n_owned, k]``) to the ghosts;
+        ``wait()`` returns the halo ``[n_halo(, k)]``."""
+        x = x.detach()
+        tail = tuple(x.shape[1:])
+        ops, buffers = [], []
+        for peer, idx in self.sends:
+            ops.append(dist.P2POp(dist.isend, x.index_select(0, idx).contiguous(), peer, self.group))
+        for peer, lo, hi in self.recvs:
+            buf = x.new_empty((hi - lo,) + tail)
+            buffers.append(buf)
+            ops.append(dist.P2POp(dist.irecv, buf, peer, self.group))
+        reqs = self._post(ops)
+
+        def finish() -> torch.Tensor:
+            return torch.cat(buffers) if buffers else x.new_empty((0,) + tail)
+
+        return HaloExchange(reqs, finish)
+
+    def start_reduce(self, ghost: torch.Tensor) -> HaloExchange:
+        """Post the reduction of ``ghost`` (``[n_halo(, k)]``) to the owners; ``wait()`` returns the
+        summed contributions to this rank's owned entries, ``[n_owned(, k)]``."""
+        ghost = ghost.detach()
+        tail = tuple(ghost.shape[1:])
+        ops, received = [], []
+        for peer, lo, hi in self.recvs:
+            ops.append(dist.P2POp(dist.isend, ghost[lo:hi].contiguous(), peer, self.group))
+        for peer, idx in self.sends:
+            buf = ghost.new_empty((idx.numel(),) + tail)
+            received.append((idx, buf))
+            ops.append(dist.P2POp(dist.irecv, buf, peer, self.group))
+        reqs = self._post(ops)
+
+        def finish() -> torch.Tensor:
+            out = ghost.new_zeros((self.n_owned,) + tail)
+            for idx, buf in received:
+                out.index_add_(0, idx, buf)
+            return out
+
+        return HaloExchange(reqs, finish)
+
+    def __repr__(self) -> str:
+        return (f"HaloPlan(n_owned={self.n_owned}, n_halo={self.n_halo}, "
+                f"send_to={[r for r, _ in self.sends]}, recv_from={[r for r, _, _ in self.recvs]})")
+
+
+class _GhostBroadcast(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, plan):  # type: ignore[override]
+        ctx.plan = plan
+        return plan.start(x).wait()
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        # The adjoint of copying owner -> ghosts is summing ghosts -> owner.
+        return ghost_reduce(g.contiguous(), ctx.plan), None
+
+
+class _GhostReduce(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ghost, plan):  # type: ignore[override]
+        ctx.plan = plan
+        return plan.start_reduce(ghost).wait()
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return ghost_broadcast(g.contiguous(), ctx.plan), None
+
+
+def ghost_broadcast(x: torch.Tensor, plan: HaloPlan) -> torch.Tensor:
+    """Halo values of owned ``x`` (owner -> ghosts); differentiable (backward: :func:`ghost_reduce`)."""
+    return _GhostBroadcast.apply(x, plan)
+
+
+def ghost_reduce(ghost: torch.Tensor, plan: HaloPlan) -> torch.Tensor:
+    """Sum of the ghosts' values at their owners; differentiable (backward: :func:`ghost_broadcast`)."""
+    return _GhostReduce.apply(ghost, plan)
