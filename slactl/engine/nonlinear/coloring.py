@@ -60,7 +60,7 @@ def distance2_coloring(pattern: Pattern, seed: int = 0) -> np.ndarray:
     --------
     >>> import torch, slactl
     >>> A = slactl.SparseMatrix.from_dense(torch.eye(4) + torch.diag(torch.ones(3), 1))
-    >>> distance2_coloring(A.pattern).max() + 1   # a bidiagonal pattern needs 2 colors
+    >>> int(distance2_coloring(A.pattern).max()) + 1   # a bidiagonal pattern needs 2 colors
     2
     """
     G = _intersection_graph(pattern)
