@@ -85,10 +85,11 @@ def _print(console: Console, label: str, report) -> None:
     m, n = report.shape
     table = Table(title=f"slactl gradcheck: {label} ({m}x{n}, nnz {report.nnz:,}, {report.dtype} on {report.device})",
                   title_justify="left")
+    # The figures never wrap (they are what a reader looks for); only the note column folds.
     for col, just in (("operation", "left"), ("w.r.t.", "left"), ("rel. error", "right"),
-                      ("fwd solves", "right"), ("bwd solves", "right"), ("FD evals", "right"),
-                      ("pass", "center"), ("note", "left")):
-        table.add_column(col, justify=just)
+                      ("fwd", "right"), ("bwd", "right"), ("FD", "right"), ("pass", "center")):
+        table.add_column(col, justify=just, no_wrap=True)
+    table.add_column("note", justify="left", overflow="fold", min_width=12)
     for r in report.rows:
         err = "-" if r.relative_error is None else f"{r.relative_error:.2e}"
         ok = "[dim]skipped[/]" if r.skipped else "[green]yes[/]" if r.passed else "[red]NO[/]"
@@ -96,4 +97,5 @@ def _print(console: Console, label: str, report) -> None:
                       str(r.fd_evaluations), ok, r.note)
     console.print(table)
     console.print(f"central differences, step {report.eps:.2e} (relative), {report.directions} random directions "
-                  f"per input; pass: relative error <= {report.rtol:g}; solves counted are linear solves", style="dim")
+                  f"per input; pass: relative error <= {report.rtol:g}; fwd/bwd: linear solves in one forward/backward; FD: "
+                  f"function evaluations of the finite differences", style="dim")
