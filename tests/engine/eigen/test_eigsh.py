@@ -14,7 +14,7 @@ import slactl
 from slactl.engine.eigen import DegenerateEigenvaluesWarning
 from slactl.errors import StructureError, UsageError
 
-from conftest import spd_matrix, symmetric_matrix
+from eigen_problems import spd_matrix, symmetric_matrix
 
 K = 4
 CASES = [

@@ -12,7 +12,7 @@ from slactl.engine.eigen import lobpcg
 from slactl.engine.krylov import MatrixOperator
 from slactl.engine.preconditioners import make_preconditioner
 
-from conftest import spd_matrix
+from eigen_problems import spd_matrix
 
 
 class CountingOperator(MatrixOperator):
