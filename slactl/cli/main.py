@@ -43,7 +43,8 @@ def _register_commands() -> None:
     # Imported for their @app.command side effects; each module owns one group of commands.
     import importlib
 
-    for name in ("slactl.cli.solve", "slactl.cli.files", "slactl.cli.gradcheck", "slactl.cli.eigen"):
+    for name in ("slactl.cli.solve", "slactl.cli.files", "slactl.cli.gradcheck", "slactl.cli.eigen",
+                 "slactl.cli.partition", "slactl.cli.run"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command module not written yet

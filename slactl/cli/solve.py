@@ -97,6 +97,15 @@ def solve(
     import slactl
     from slactl.errors import ConvergenceError, StoreExistsError
 
+    if matrix is not None and matrix.is_dir():
+        from slactl.io.partition_store import is_partition_store
+
+        if is_partition_store(matrix):  # distributed: one rank per part, under `slactl run`
+            from slactl.cli.run import solve_partitioned
+
+            return solve_partitioned(matrix, rhs=rhs, method=method, preconditioner=preconditioner, rtol=rtol,
+                                     atol=atol, maxiter=maxiter, dtype=dtype.value, out=out, force=force,
+                                     json_output=json_output, seed=seed)
     if out is not None and out.exists() and not force:
         raise StoreExistsError(f"{out} exists; pass --force to replace it")
     console = Console(stderr=json_output)

@@ -31,7 +31,7 @@ Newton-Krylov (they raise :class:`~slactl.errors.NotImplementedFeatureError` whe
 """
 
 from slactl.dist.halo import HaloExchange, HaloPlan, ghost_broadcast, ghost_reduce
-from slactl.dist.launch import WorkerError, init_process_group, launch, run_processes
+from slactl.dist.launcher import WorkerError, init_process_group, launch, run_processes
 from slactl.dist.matrix import DistOperator, DistSparseMatrix
 from slactl.dist.partition import METHODS as PARTITION_METHODS
 from slactl.dist.partition import PartitionQuality, partition, partition_quality

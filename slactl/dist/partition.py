@@ -167,7 +167,7 @@ class PartitionQuality:
     nnz_imbalance: float
     volume: int
     rows: list[int] = field(default_factory=list)
-    nnz: list[int] = field(default_factory=list)
+    rank_nnz: list[int] = field(default_factory=list)
     halo: list[int] = field(default_factory=list)
     send: list[int] = field(default_factory=list)
     neighbours: list[int] = field(default_factory=list)
@@ -202,7 +202,7 @@ def partition_quality(A: Any, part: np.ndarray, method: str = "?") -> PartitionQ
         imbalance=float(rows.max() / rows.mean()) if parts else 1.0,
         nnz_imbalance=float(nnz.max() / max(nnz.mean(), 1e-300)) if parts else 1.0,
         volume=int(ghosts.size),
-        rows=rows.tolist(), nnz=nnz.tolist(),
+        rows=rows.tolist(), rank_nnz=nnz.tolist(),
         halo=np.bincount(recv_rank, minlength=parts).tolist(),
         send=np.bincount(send_rank, minlength=parts).tolist(),
         neighbours=nbr.tolist(),

@@ -1,0 +1,126 @@
+"""`slactl run`: start a slactl subcommand on several ranks (Gloo CPU workers or torchrun on GPUs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+from slactl.cli.main import app, err_console
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    procs: Optional[int] = typer.Option(None, "--procs", help="Number of CPU ranks (Gloo) on this host."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (ranks) per node, through torchrun and NCCL."),
+    nnodes: str = typer.Option("1", "--nnodes", help="Nodes for --gpus (torchrun's --nnodes, e.g. 2 or 1:4)."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous for --gpus over several nodes."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds a rank may wait for a peer before the run fails."),
+) -> None:
+    """Run `slactl SUBCOMMAND ARGS` on every rank: slactl run --procs 4 -- solve A.parts.zarr --json.
+
+    A rank that fails stops the others; the run exits with that rank's exit code."""
+    from slactl.errors import UsageError
+
+    args: List[str] = list(ctx.args)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        raise UsageError("name the subcommand to run after --, e.g. slactl run --procs 4 -- solve A.parts.zarr")
+    if (procs is None) == (gpus is None):
+        raise UsageError("give exactly one of --procs N (CPU ranks) or --gpus N (GPU ranks)")
+    if procs is not None:
+        if procs < 1:
+            raise UsageError(f"--procs must be at least 1, got {procs}")
+        from slactl.dist.launcher import run_processes
+
+        code, rank = run_processes([sys.executable, "-m", "slactl.cli", *args], procs, backend="gloo", timeout=timeout)
+    else:
+        code, rank = _torchrun(args, gpus, nnodes, rdzv_endpoint, timeout)
+    if code != 0:
+        code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+        who = f"rank {rank}" if rank is not None else "a rank"
+        err_console.print(f"slactl: run: {who} exited with code {code}; the other ranks were stopped", markup=False)
+        raise typer.Exit(code)
+
+
+def _torchrun(args: List[str], gpus: int, nnodes: str, endpoint: Optional[str], timeout: float) -> tuple[int, None]:
+    import subprocess
+
+    from slactl.errors import UsageError
+
+    if gpus < 1:
+        raise UsageError(f"--gpus must be at least 1, got {gpus}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}", f"--nnodes={nnodes}"]
+    if endpoint:
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}"]
+    elif nnodes not in ("1", "1:1"):
+        raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    else:
+        cmd += ["--standalone"]
+    cmd += ["-m", "slactl.cli", *args]
+    # NVLink multicast (NVLS) stays off: it needs fabric support that these hosts do not guarantee.
+    env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "SLACTL_DIST_BACKEND": "nccl", "SLACTL_DIST_TIMEOUT": str(timeout)}
+    # torchrun stops every worker when one fails and exits non-zero itself.
+    return subprocess.call(cmd, env=env), None
+
+
+def solve_partitioned(store, *, rhs: str, method: str, preconditioner: str, rtol: float, atol: float,
+                      maxiter: Optional[int], dtype: str, out, force: bool, json_output: bool, seed: int) -> None:
+    """`slactl solve STORE` for a partition store: every rank solves its share, rank 0 reports.
+
+    Run under `slactl run --procs P` (P = the store's parts). ``--out`` gathers x to rank 0."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+    from rich.console import Console
+    from rich.table import Table
+
+    from slactl.dist.store_solve import solve_store
+    from slactl.errors import ConvergenceError, StoreExistsError
+
+    if out is not None and out.exists() and not force:
+        raise StoreExistsError(f"{out} exists; pass --force to replace it")
+    failed = None
+    try:
+        try:
+            summary, x = solve_store(store, rhs=rhs, method=method, preconditioner=preconditioner, rtol=rtol, atol=atol,
+                                     maxiter=maxiter, dtype=getattr(torch, dtype), seed=seed, gather=out is not None)
+        except ConvergenceError as exc:
+            failed, summary, x = exc, getattr(exc, "summary", None), None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if summary is not None:  # rank 0
+        if x is not None:
+            from slactl.io.vectors import write_vector
+
+            write_vector(x.cpu().numpy(), out, force=force)
+            summary["out"] = str(out)
+        if json_output:
+            typer.echo(json.dumps(summary))
+        else:
+            table = Table(title=f"slactl solve: {summary['matrix']}", show_header=False, title_justify="left")
+            table.add_column(style="bold")
+            table.add_column()
+            s = summary
+            for k, v in [
+                ("size", f"n = {s['n']:,}, nnz = {s['nnz']:,} ({s['dtype']} on {s['device']})"),
+                ("ranks", f"{s['parts']} ({s['backend']}, partition by {s['partition']})"),
+                ("solver", f"{s['method']}, preconditioner {s['preconditioner']}"),
+                ("iterations", str(s["iterations"])),
+                ("relative residual", f"{s['relres']:.3e}  (||b - A x|| / ||b||, recomputed)"),
+                ("converged", "yes" if s["converged"] else "[red]no[/]"),
+                ("time", f"load {s['load_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s"),
+                ("solution", f"min {s['x_min']:.6g}, max {s['x_max']:.6g}, ||x|| = {s['x_norm']:.6g}"),
+            ] + ([("written to", s["out"])] if "out" in s else []):
+                table.add_row(k, v)
+            Console().print(table)
+    if failed is not None:
+        if summary is not None and not json_output:
+            err_console.print(f"not converged: {failed}", markup=False)
+        raise typer.Exit(3)
