@@ -72,7 +72,8 @@ def metis(A: Any, parts: int, *, seed: int = 0) -> np.ndarray:
         raise BackendUnavailableError("METIS partitioning needs pymetis: pip install pymetis, or use --method rcb/contiguous") from None
     g = symmetrized_graph(csr)
     opts = pymetis.Options(seed=int(seed))
-    _, membership = pymetis.part_graph(int(parts), xadj=g.indptr.astype(np.int64), adjncy=g.indices.astype(np.int64), options=opts)
+    adjacency = pymetis.CSRAdjacency(g.indptr.astype(np.int64), g.indices.astype(np.int64))
+    _, membership = pymetis.part_graph(int(parts), adjacency, options=opts)
     part = np.asarray(membership, dtype=np.int32)
     if np.bincount(part, minlength=parts).min() == 0:
         # METIS may leave a part empty on tiny or disconnected graphs; every rank must own rows.
