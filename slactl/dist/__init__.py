@@ -26,8 +26,13 @@ From the shell::
     slactl partition A.mtx --parts 4 --out A.parts.zarr
     slactl run --procs 4 -- solve A.parts.zarr --json
 
-Not implemented yet: overlapping Schwarz (``overlap > 0``), distributed eigensolvers and
-Newton-Krylov (they raise :class:`~slactl.errors.NotImplementedFeatureError` where offered).
+The engine's LOBPCG (:func:`slactl.engine.eigen.lobpcg.lobpcg`) also runs unchanged on a
+:class:`DistOperator` (pass ``maxiter`` and ``X0`` explicitly so every rank agrees).
+
+Not implemented yet: overlapping Schwarz (``BlockJacobi(..., overlap>0)`` raises
+:class:`~slactl.errors.NotImplementedFeatureError`); distributed ``eigsh`` / ``nonlinear_solve``
+entry points with their adjoints; ``slactl run --gpus`` is written for torchrun + NCCL but only the
+Gloo path is tested here.
 """
 
 from slactl.dist.halo import HaloExchange, HaloPlan, ghost_broadcast, ghost_reduce

@@ -38,6 +38,12 @@ def _work(pmethod):
     for name in PRECONDITIONERS:
         res = sd.solve(A, b, method="cg", preconditioner=name, rtol=RTOL, return_result=True)
         out[f"cg-{name}"] = (A.gather(res.x.detach(), root=None).numpy(), res.iterations)
+    # the engine's LOBPCG runs unchanged on the distributed operator too (it reduces via op.reduce)
+    from slactl.engine.eigen.lobpcg import lobpcg
+
+    X0 = A.distribute(torch.from_numpy(np.random.default_rng(6).standard_normal((n, 6))))
+    eig = lobpcg(sd.DistOperator(A), 4, X0=X0, guard=2, maxiter=300, rtol=1e-9, preconditioner=sd.BlockJacobi(A, "ic0"))
+    out["lobpcg"] = (eig.eigenvalues.numpy(), eig.converged)
     # nonsymmetric: BiCGStab and GMRES with block ILU(0)
     ns = generate("convdiff2d", 14)
     B = sd.DistSparseMatrix.scatter(ns.matrix, method=pmethod, coordinates=ns.coordinates)
@@ -151,6 +157,9 @@ def test_distributed_agrees_with_single_process(nprocs, pmethod):
         x = out[method]
         assert np.linalg.norm(bn - ns @ x) <= RTOL * np.linalg.norm(bn) * (1 + 1e-6), method
         assert np.linalg.norm(x - xn_ref) <= 1e3 * RTOL * np.linalg.norm(xn_ref), method
+    lam, converged = out["lobpcg"]
+    assert converged
+    np.testing.assert_allclose(lam, np.sort(spla.eigsh(sp.csc_matrix(spd), 4, sigma=0)[0]), rtol=1e-9)
     a, c = out["adjoint_pair"]
     assert abs(a - c) <= 1e-12 * abs(a) and a != 0
     gx, parts = out["spmv_grad"]
