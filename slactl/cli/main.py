@@ -99,4 +99,7 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # Run through the imported module, where the command modules register on `app`.
+    from slactl.cli.main import entry as _entry
+
+    _entry()
