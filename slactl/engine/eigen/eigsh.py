@@ -23,7 +23,7 @@ from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
 from slactl.errors import ConvergenceError, StructureError, UsageError
 
-DENSE_MAX_N = 200        # auto: dense eigh up to this size
+DENSE_MAX_N = 1000       # auto: dense eigh up to this size (exact; ARPACK SA stalls on ill-conditioned small problems)
 ARPACK_MAX_N_CPU = 200_000  # auto: ARPACK up to this size (any device), LOBPCG (+AMG) beyond
 WHICH = ("SA", "LA", "LM")
 METHODS = ("auto", "lobpcg", "arpack", "dense")
@@ -75,7 +75,7 @@ def eigsh(
         Shift-invert: the ``k`` eigenvalues nearest ``sigma``, by ARPACK on ``(A - sigma I)^{-1}``
         applied through one :func:`slactl.factorize` (reused by the backward pass).
     method : {"auto", "lobpcg", "arpack", "dense"}
-        ``auto``: dense ``eigh`` for ``n <= 200``; ARPACK for ``sigma``, ``which="LM"`` and up to
+        ``auto``: dense ``eigh`` for ``n <= 1000``; ARPACK for ``sigma``, ``which="LM"`` and up to
         ``n = 200,000`` on any device; LOBPCG beyond, with AMG for SA on a
         likely-SPD matrix.
     preconditioner : "auto", a name ("amg", "jacobi", ...), an object with ``apply`` or None
