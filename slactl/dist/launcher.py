@@ -30,6 +30,9 @@ import torch.distributed as dist
 from slactl.errors import SlactlError, UsageError
 
 DEFAULT_TIMEOUT = 300.0
+# Exit code of a rank that stopped because a peer failed (slactl's worker entry uses it), so that
+# the launcher reports the rank that failed first rather than one of its victims.
+PEER_FAILURE_EXIT = 75
 
 
 class WorkerError(SlactlError, RuntimeError):
@@ -211,13 +214,29 @@ def run_processes(command: Sequence[str], nprocs: int, *, backend: str = "gloo",
             codes = [p.poll() for p in procs]
             failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                return int(codes[failed[0]]), failed[0]
+                return _root_cause(procs, failed)
             if all(c == 0 for c in codes):
                 return 0, None
             time.sleep(0.02)
     finally:
         alive = [p for p in procs if p.poll() is None]
         _stop(alive, lambda p: p.send_signal(signal.SIGTERM), lambda p: p.kill(), _wait_popen)
+
+
+def _root_cause(procs: list, failed: list[int], grace: float = 2.0) -> tuple[int, int]:
+    """The failure to report: a rank that failed by itself, not one that only lost a peer.
+
+    Peers of a failed rank die within milliseconds (their connections close), so the first exit
+    the launcher sees may be a victim's; wait up to ``grace`` seconds for the culprit's."""
+    end = time.monotonic() + grace
+    while True:
+        codes = [p.poll() for p in procs]
+        culprits = [r for r, c in enumerate(codes) if c not in (None, 0, PEER_FAILURE_EXIT)]
+        if culprits:
+            return int(codes[culprits[0]]), culprits[0]
+        if time.monotonic() > end or all(c is not None for c in codes):
+            return int(codes[failed[0]]), failed[0]
+        time.sleep(0.02)
 
 
 def _wait_popen(p: subprocess.Popen, t: float) -> None:
