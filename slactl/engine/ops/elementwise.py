@@ -18,7 +18,7 @@ from slactl.errors import DeviceError, DtypeError, ShapeError, UsageError
 def transpose(A: SparseMatrix) -> SparseMatrix:
     """``A^T`` on the cached transposed pattern."""
     pattern_t, perm = A.pattern.transpose()
-    return SparseMatrix.from_pattern(pattern_t, A.values[..., perm])
+    return SparseMatrix.from_pattern(pattern_t, A.values.index_select(-1, perm))
 
 
 def _check_pair(A: SparseMatrix, B: Any) -> None:

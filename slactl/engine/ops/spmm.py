@@ -66,15 +66,17 @@ def sampled_product(pattern: Pattern, g: torch.Tensor, x: torch.Tensor, *, batch
     ``_CHUNK`` elements instead of ``nnz * k``.
     """
     row, col = pattern.row, pattern.col
+    # index_select is several times faster than advanced indexing on the CPU (int32 indices).
     if batched:
-        prod = g[:, row] * x[:, col]
+        prod = g.index_select(1, row) * x.index_select(1, col)
         return prod if g.dim() == 2 else prod.sum(-1)
     if g.dim() == 1:
-        return g[row] * x[col]
+        return g.index_select(0, row) * x.index_select(0, col)
     step = max(1, _CHUNK // max(g.shape[-1], 1))
     if pattern.nnz <= step:
-        return (g[row] * x[col]).sum(-1)
-    parts = [(g[row[s:s + step]] * x[col[s:s + step]]).sum(-1) for s in range(0, pattern.nnz, step)]
+        return (g.index_select(0, row) * x.index_select(0, col)).sum(-1)
+    parts = [(g.index_select(0, row[s:s + step]) * x.index_select(0, col[s:s + step])).sum(-1)
+             for s in range(0, pattern.nnz, step)]
     return torch.cat(parts)
 
 
