@@ -31,8 +31,8 @@ The engine's LOBPCG (:func:`slactl.engine.eigen.lobpcg.lobpcg`) also runs unchan
 
 Not implemented yet: overlapping Schwarz (``BlockJacobi(..., overlap>0)`` raises
 :class:`~slactl.errors.NotImplementedFeatureError`); distributed ``eigsh`` / ``nonlinear_solve``
-entry points with their adjoints; ``slactl run --gpus`` is written for torchrun + NCCL but only the
-Gloo path is tested here.
+entry points with their adjoints. ``slactl run --gpus`` (torchrun + NCCL) ran on 2 H200 and
+reproduced the single-GPU solution (benchmarks/RESULTS.md); the test suite covers the Gloo path.
 """
 
 from slactl.dist.halo import HaloExchange, HaloPlan, ghost_broadcast, ghost_reduce
