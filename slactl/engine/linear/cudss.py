@@ -7,8 +7,9 @@ numeric factorization (values copied into the analysed buffer, then ``factorize`
 share one cached solver: each remembers its values, and the shared solver is re-factorized (never
 re-analysed) when a different one last used it.
 
-cuDSS 0.8 has no transposed solve. Symmetric matrices need none (A^T = A); for a nonsymmetric A the
-adjoint factorizes A^T once, with its own analysis cached on the transposed pattern.
+Symmetric matrices need no transposed solve (A^T = A). For a nonsymmetric A the adjoint uses cuDSS's
+transposed solve mode with the forward factors, verified once per analysed solver; where the
+installed cuDSS ignores the mode, the adjoint factorizes A^T once instead (its analysis cached).
 """
 
 from __future__ import annotations
@@ -100,12 +101,26 @@ class _SharedSolver:
         self.owner = owner
         return time.perf_counter() - t0
 
-    def solve_column(self, owner: "CuDSSFactorization", b: torch.Tensor) -> torch.Tensor:
+    def solve_column(self, owner: "CuDSSFactorization", b: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         if self.owner is not owner:
             self.factorize_for(owner)
         _make_current(self.b.device)
         self.b.copy_(b)
-        return self.solver.solve().clone()  # the solver reuses its output buffer
+        if not transpose:
+            return self.solver.solve().clone()  # the solver reuses its output buffer
+        self._set_solve_mode(1)  # cuDSS's solve-mode modifier: A^T x = b with the same factors
+        try:
+            return self.solver.solve().clone()
+        finally:
+            self._set_solve_mode(0)
+
+    def _set_solve_mode(self, mode: int) -> None:
+        import numpy as np
+        from nvmath.bindings import cudss
+
+        value = np.array([mode], dtype=np.int32)
+        config = self.solver.solution_config._config_ptr
+        cudss.config_set(config, cudss.ConfigParam.SOLVE_MODE, value.ctypes.data, value.itemsize)
 
 
 class CuDSSFactorization(DirectPrepared):
@@ -138,13 +153,54 @@ class CuDSSFactorization(DirectPrepared):
         self._transpose: CuDSSFactorization | None = None
 
     def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
-        if b.dim() == 1:
-            return self._shared.solve_column(self, b)
-        return torch.stack([self._shared.solve_column(self, b[:, j]) for j in range(b.shape[1])], dim=1)
+        return _columns(lambda col: self._shared.solve_column(self, col), b)
 
-    def transpose(self) -> "CuDSSFactorization":
+    def transpose(self) -> DirectPrepared:
         if self.system_type != "general":
             return self
         if self._transpose is None:
-            self._transpose = CuDSSFactorization(self.A.T)
+            self._transpose = _transposed_solver(self)
         return self._transpose
+
+
+def _columns(solve, b: torch.Tensor) -> torch.Tensor:
+    if b.dim() == 1:
+        return solve(b)
+    return torch.stack([solve(b[:, j]) for j in range(b.shape[1])], dim=1)
+
+
+class _TransposedCuDSS(DirectPrepared):
+    """``A^T x = b`` with the factors of ``A`` (cuDSS's transposed solve mode)."""
+
+    backend = "cudss"
+
+    def __init__(self, forward: CuDSSFactorization):
+        super().__init__(forward.A.T, forward.setup_seconds, transposed=True)
+        self.forward = forward
+
+    def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
+        return _columns(lambda col: self.forward._shared.solve_column(self.forward, col, transpose=True), b)
+
+    def transpose(self) -> CuDSSFactorization:
+        return self.forward
+
+
+def _transposed_solver(F: CuDSSFactorization) -> DirectPrepared:
+    """The adjoint solver of a nonsymmetric cuDSS factorization.
+
+    The transposed solve mode reuses the forward factors; it is verified once per analysed solver on
+    a random right-hand side (cuDSS versions that ignore the mode would solve with A instead), and
+    where it fails, A^T is factorized once with its own analysis cached on the transposed pattern.
+    """
+    shared = F._shared
+    if getattr(shared, "transpose_mode_works", None) is None:
+        t = _TransposedCuDSS(F)
+        g = torch.Generator(device=F.A.device).manual_seed(0)
+        b = torch.randn(F.A.shape[0], dtype=F.A.dtype, device=F.A.device, generator=g)
+        try:
+            x = t._apply_inverse(b)
+            r = torch.linalg.vector_norm(b - t.A @ x) / torch.linalg.vector_norm(b)
+            shared.transpose_mode_works = bool(r <= 1e3 * torch.finfo(F.A.dtype).eps * max(1, F.A.shape[0]) ** 0.5)
+        except Exception:  # noqa: BLE001 - an unsupported mode is a fallback, not a failure
+            shared.transpose_mode_works = False
+    return _TransposedCuDSS(F) if shared.transpose_mode_works else CuDSSFactorization(F.A.T)
