@@ -115,12 +115,22 @@ def solve_partitioned(store, *, rhs: str, method: str, preconditioner: str, rtol
                 ("iterations", str(s["iterations"])),
                 ("relative residual", f"{s['relres']:.3e}  (||b - A x|| / ||b||, recomputed)"),
                 ("converged", "yes" if s["converged"] else "[red]no[/]"),
-                ("time", f"load {s['load_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s"),
+                ("time", f"load {s['load_seconds']:.3f} s, warm-up {s['warmup_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s "
+                         f"({1e3 * s['per_iteration_seconds']:.3f} ms per iteration)"),
                 ("solution", f"min {s['x_min']:.6g}, max {s['x_max']:.6g}, ||x|| = {s['x_norm']:.6g}"),
-            ] + ([("written to", s["out"])] if "out" in s else []):
+            ] + ([("profile (max over ranks)", _profile_line(s["profile"]))] if "profile" in s else []) \
+              + ([("written to", s["out"])] if "out" in s else []):
                 table.add_row(k, v)
             Console().print(table)
     if failed is not None:
         if summary is not None and not json_output:
             err_console.print(f"not converged: {failed}", markup=False)
         raise typer.Exit(3)
+
+
+def _profile_line(p: dict) -> str:
+    """The SLACTL_DIST_PROFILE split of the profiled repeat solve, in ms per iteration."""
+    its = max(int(p["iterations"]), 1)
+    ms = lambda key: 1e3 * max(p[key]) / its  # noqa: E731
+    return (f"compute {ms('compute_seconds'):.3f}, halo {ms('halo_seconds'):.3f}, all-reduce {ms('allreduce_seconds'):.3f} "
+            f"ms per iteration (profiled solve {p['solve_seconds']:.3f} s, synchronized at every phase)")

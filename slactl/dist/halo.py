@@ -11,8 +11,12 @@ sends and which slice of its halo (ghost) vector it receives. Two operations use
 They are each other's adjoint, which is exactly the autograd rule: the backward of
 :func:`ghost_broadcast` is :func:`ghost_reduce` of the incoming gradient, and vice versa. Both are
 split-phase (:meth:`HaloPlan.start` / :meth:`HaloExchange.wait`, posted together with
-``torch.distributed.batch_isend_irecv``) so that the interior rows of an SpMV, which need no ghost,
-are computed while the messages travel.
+``torch.distributed.batch_isend_irecv``) so that the owned columns of an SpMV, which need no ghost,
+are multiplied while the messages travel. A broadcast packs every message with one gather and
+receives into slices of one halo buffer (no host synchronization, no concatenation). The sends
+and receives of one exchange stay in one batch even with a single neighbour: under NCCL a batch is
+one ``ncclGroupStart/End``, so both directions travel at once, whereas separate ``isend``/``irecv``
+on one peer's stream would serialize (or deadlock, if both ranks sent first).
 
 Messages between two ranks are matched in the order they are posted, so every rank must run the
 same sequence of exchanges (as SPMD code does).
@@ -72,6 +76,11 @@ class HaloPlan:
         index = torch.as_tensor(np.asarray(send_index, dtype=np.int64), device=self.device)
         self.sends = [(int(r), index[so[i]:so[i + 1]]) for i, r in enumerate(np.asarray(send_ranks))]
         self.recvs = [(int(r), int(ro[i]), int(ro[i + 1])) for i, r in enumerate(np.asarray(recv_ranks))]
+        # All sends packed by one index_select into one buffer: neighbour i's message is the slice
+        # [lo, hi) of it (the send lists are consecutive in send_index).
+        base = int(so[0]) if so.size else 0
+        self._send_index = index[base:int(so[-1])] if so.size else index[:0]
+        self._send_slices = [(r, int(so[i]) - base, int(so[i + 1]) - base) for i, (r, _) in enumerate(self.sends)]
         if ro.size and int(ro[-1]) != self.n_halo:
             raise ValueError(f"receive lists cover {int(ro[-1])} ghosts but the halo has {self.n_halo}")
 
@@ -93,38 +102,38 @@ class HaloPlan:
         ``wait()`` returns the halo ``[n_halo(, k)]``."""
         x = x.detach()
         tail = tuple(x.shape[1:])
-        ops, buffers = [], []
-        for peer, idx in self.sends:
-            ops.append(dist.P2POp(dist.isend, x.index_select(0, idx).contiguous(), peer, self.group))
+        ops = []
+        if self._send_slices:
+            packed = x.index_select(0, self._send_index)  # one gather kernel for every neighbour
+            for peer, lo, hi in self._send_slices:
+                ops.append(dist.P2POp(dist.isend, packed[lo:hi], peer, self.group))
+        # one receive buffer, each neighbour's message lands in its (contiguous) slice: no concatenation
+        halo = x.new_empty((self.n_halo,) + tail)
         for peer, lo, hi in self.recvs:
-            buf = x.new_empty((hi - lo,) + tail)
-            buffers.append(buf)
-            ops.append(dist.P2POp(dist.irecv, buf, peer, self.group))
+            ops.append(dist.P2POp(dist.irecv, halo[lo:hi], peer, self.group))
         reqs = self._post(ops)
-
-        def finish() -> torch.Tensor:
-            return torch.cat(buffers) if buffers else x.new_empty((0,) + tail)
-
-        return HaloExchange(reqs, finish)
+        return HaloExchange(reqs, lambda: halo)
 
     def start_reduce(self, ghost: torch.Tensor) -> HaloExchange:
         """Post the reduction of ``ghost`` (``[n_halo(, k)]``) to the owners; ``wait()`` returns the
         summed contributions to this rank's owned entries, ``[n_owned(, k)]``."""
-        ghost = ghost.detach()
+        ghost = ghost.detach().contiguous()
         tail = tuple(ghost.shape[1:])
         ops, received = [], []
         for peer, lo, hi in self.recvs:
-            ops.append(dist.P2POp(dist.isend, ghost[lo:hi].contiguous(), peer, self.group))
-        for peer, idx in self.sends:
-            buf = ghost.new_empty((idx.numel(),) + tail)
-            received.append((idx, buf))
-            ops.append(dist.P2POp(dist.irecv, buf, peer, self.group))
+            ops.append(dist.P2POp(dist.isend, ghost[lo:hi], peer, self.group))
+        buf = ghost.new_empty((self._send_index.numel(),) + tail)
+        for (peer, idx), (_, lo, hi) in zip(self.sends, self._send_slices):
+            received.append((idx, buf[lo:hi]))
+            ops.append(dist.P2POp(dist.irecv, buf[lo:hi], peer, self.group))
         reqs = self._post(ops)
 
         def finish() -> torch.Tensor:
+            # one index_add_ per neighbour: an owned entry sent to several neighbours appears once
+            # in each list, so the sums stay deterministic (no colliding atomics on a GPU)
             out = ghost.new_zeros((self.n_owned,) + tail)
-            for idx, buf in received:
-                out.index_add_(0, idx, buf)
+            for idx, part in received:
+                out.index_add_(0, idx, part)
             return out
 
         return HaloExchange(reqs, finish)

@@ -9,8 +9,9 @@ its owned rows, ``[n_owned]`` or ``[n_owned, k]``.
 ``A @ x`` exchanges the halo and multiplies locally; it is differentiable w.r.t. the local values
 and ``x`` (the backward of the ghost broadcast is the summed reduction to the owners).
 :class:`DistOperator` is the engine's :class:`~slactl.engine.krylov.operator.LinearOperator` with
-a halo-exchanging ``matvec`` (interior rows computed while the messages travel) and an
-all-reduce ``reduce``: every engine Krylov method runs on it unchanged.
+a halo-exchanging ``matvec`` (the owned columns multiplied while the messages travel) and an
+all-reduce ``reduce``: every engine Krylov method runs on it unchanged. Given a
+:class:`~slactl.dist.profile.DistProfile` it charges its time to compute, halo and all-reduce.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ class DistSparseMatrix:
                                 rank=self.rank, parts=self.parts, symmetry=self.symmetry)
 
     def detach(self) -> "DistSparseMatrix":
-        return self.with_values(self.local.values.detach())
+        """The same matrix without gradients; it shares the cached SpMV splits (same values)."""
+        out = self.with_values(self.local.values.detach())
+        out._split = self._split
+        return out
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -162,61 +166,97 @@ class DistSparseMatrix:
             return matmul(self.local, self.full(x))
         return self.apply(x)
 
-    def _csr(self, key: str, rows: torch.Tensor | None, ncols: int, transpose: bool = False) -> torch.Tensor:
-        """A cached torch CSR of the rows ``rows`` of the local matrix (of its transpose), values detached."""
+    def _csr(self, key: str, rows: Any, cols: tuple[int, int], transpose: bool = False) -> torch.Tensor:
+        """A cached torch CSR of the rows ``rows`` (a callable giving an index tensor, or None for
+        all) and the columns ``cols[0] <= j < cols[1]`` (renumbered from 0) of the local matrix
+        (of its transpose), values detached."""
         if key not in self._split:
             A = self.local.detach()
             if transpose:
                 A = A.T
             p = A.pattern
+            prow, pcol = p.row.to(torch.int64), p.col.to(torch.int64)
+            lo, hi = cols
+            keep = (pcol >= lo) & (pcol < hi)
             if rows is None:
-                sel = torch.arange(p.nnz, device=p.device)
                 m = p.shape[0]
+                local_row = torch.arange(m, device=p.device)
             else:
+                rows = rows()
+                m = int(rows.numel())
                 mask = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
                 mask[rows] = True
-                sel = torch.nonzero(mask[p.row.to(torch.int64)] & (p.col.to(torch.int64) < ncols)).flatten()
-                m = int(rows.numel())
-            local_row = torch.full((p.shape[0],), -1, dtype=torch.int64, device=p.device)
-            if rows is None:
-                local_row = torch.arange(p.shape[0], device=p.device)
-            else:
+                keep &= mask[prow]
+                local_row = torch.full((p.shape[0],), -1, dtype=torch.int64, device=p.device)
                 local_row[rows] = torch.arange(m, device=p.device)
-            sub = SparseMatrix(A.values[sel], local_row[p.row.to(torch.int64)[sel]], p.col[sel], (m, ncols))
+            sel = torch.nonzero(keep).flatten()
+            sub = SparseMatrix(A.values[sel], local_row[prow[sel]], pcol[sel] - lo, (m, hi - lo))
             self._split[key] = sub.pattern.torch_csr(sub.values)
         return self._split[key]
 
-    def _interior(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if "rows" not in self._split:
+    def _boundary(self) -> torch.Tensor:
+        """The owned rows that have a ghost column (cached)."""
+        if "boundary" not in self._split:
             p = self.local.pattern
             ghost_rows = p.row.to(torch.int64)[p.col.to(torch.int64) >= self.n_owned]
             boundary = torch.zeros(self.n_owned, dtype=torch.bool, device=p.device)
             boundary[ghost_rows] = True
-            self._split["rows"] = (torch.nonzero(~boundary).flatten(), torch.nonzero(boundary).flatten())
-        return self._split["rows"]
+            self._split["boundary"] = torch.nonzero(boundary).flatten()
+        return self._split["boundary"]
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """``A @ x`` without gradients: post the halo exchange, multiply the interior rows (no
-        ghost needed), wait, multiply the boundary rows."""
+    def apply(self, x: torch.Tensor, profile: Any = None) -> torch.Tensor:
+        """``A @ x`` without gradients: post the halo exchange, multiply by the owned columns (no
+        ghost needed) while the messages travel, wait, add the ghost columns' part of the boundary
+        rows. ``profile``: a :class:`~slactl.dist.profile.DistProfile` to charge the phases to.
+
+        Per call: one gather of the send values, one batched exchange, one SpMV over all owned
+        rows, one small SpMV over the boundary rows and one ``index_add_``; no host
+        synchronization, no copy of ``x``."""
         mv = lambda M, v: torch.mv(M, v) if v.dim() == 1 else torch.mm(M, v)  # noqa: E731
-        interior, boundary = self._interior()
+        n, h = self.n_owned, self.n_halo
+        owned = self._csr("owned_cols", None, (0, n))
+        if h == 0:
+            return mv(owned, x)
+        boundary = self._boundary()
+        ghost_cols = self._csr("ghost_cols", self._boundary, (n, n + h))
+        if profile is not None:
+            profile.count("halo_exchanges")
+            profile.switch("halo")
         exchange = self.plan.start(x)
-        y = x.new_empty((self.n_owned,) + tuple(x.shape[1:]))
-        y[interior] = mv(self._csr("interior", interior, self.n_owned), x)
+        if profile is not None:
+            profile.switch("compute")
+        y = mv(owned, x)
+        if profile is not None:
+            profile.switch("halo")
         ghosts = exchange.wait()
-        y[boundary] = mv(self._csr("boundary", boundary, self.n_owned + self.n_halo), torch.cat([x, ghosts]))
-        return y
+        if profile is not None:
+            profile.switch("compute")
+        # boundary rows are distinct: every entry of y gets exactly one addition (deterministic)
+        return y.index_add_(0, boundary, mv(ghost_cols, ghosts))
 
-    def apply_transpose(self, x: torch.Tensor) -> torch.Tensor:
+    def apply_transpose(self, x: torch.Tensor, profile: Any = None) -> torch.Tensor:
         """``A^T @ x`` without gradients: the ghost columns' contributions are computed first and
         reduced to their owners while the owned part is multiplied."""
         mv = lambda M, v: torch.mv(M, v) if v.dim() == 1 else torch.mm(M, v)  # noqa: E731
         n, h = self.n_owned, self.n_halo
-        dev = x.device
-        ghost_part = mv(self._csr("t_halo", torch.arange(n, n + h, device=dev), n, transpose=True), x)
+        t_owned = self._csr("t_owned", lambda: torch.arange(n, device=self.device), (0, n), transpose=True)
+        if h == 0:
+            return mv(t_owned, x)
+        t_halo = self._csr("t_halo", lambda: torch.arange(n, n + h, device=self.device), (0, n), transpose=True)
+        ghost_part = mv(t_halo, x)
+        if profile is not None:
+            profile.count("halo_exchanges")
+            profile.switch("halo")
         exchange = self.plan.start_reduce(ghost_part)
-        y = mv(self._csr("t_owned", torch.arange(n, device=dev), n, transpose=True), x)
-        return y + exchange.wait()
+        if profile is not None:
+            profile.switch("compute")
+        y = mv(t_owned, x)
+        if profile is not None:
+            profile.switch("halo")
+        received = exchange.wait()
+        if profile is not None:
+            profile.switch("compute")
+        return y.add_(received)
 
     # ------------------------------------------------------------------------------- vectors
     def distribute(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,23 +307,34 @@ class DistOperator(LinearOperator):
     ``(n_owned, n_owned)``: vectors are this rank's owned entries.
     """
 
-    def __init__(self, A: DistSparseMatrix, *, transpose: bool = False):
+    def __init__(self, A: DistSparseMatrix, *, transpose: bool = False, profile: Any = None):
         super().__init__((A.n_owned, A.n_owned), A.dtype, A.device)
         self.matrix = A.detach()
         self.transposed = transpose
         self.global_shape = A.shape
+        self.profile = profile  # a slactl.dist.profile.DistProfile, or None (no timing, no syncs)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        return self.matrix.apply_transpose(x) if self.transposed else self.matrix.apply(x)
+        p = self.profile
+        if p is not None:
+            p.count("matvecs")
+        return self.matrix.apply_transpose(x, p) if self.transposed else self.matrix.apply(x, p)
 
     def reduce(self, local: torch.Tensor) -> torch.Tensor:
         out = local.detach().clone()
         buf = torch.view_as_real(out) if out.is_complex() else out
+        p = self.profile
+        if p is None:
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            return out
+        p.count("allreduces")
+        p.switch("allreduce")
         dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        p.switch("compute")
         return out
 
     def transpose(self) -> "DistOperator":
-        return DistOperator(self.matrix, transpose=not self.transposed)
+        return DistOperator(self.matrix, transpose=not self.transposed, profile=self.profile)
 
 
 def _require_group() -> None:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from slactl.dist import profile as _profile
 from slactl.dist.matrix import DistOperator, DistSparseMatrix
 from slactl.engine.krylov import METHODS
 from slactl.engine.ops.spmm import sampled_product
@@ -76,8 +77,14 @@ def block_jacobi(A: DistSparseMatrix, preconditioner: Any) -> Any:
 
 class _DistAdjointSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values, b, A, method, M, options, sink):  # type: ignore[override]
-        result = METHODS[method](DistOperator(A), b.detach(), preconditioner=M, **options)
+    def forward(ctx, values, b, A, method, M, options, sink, profile):  # type: ignore[override]
+        prof = _profile.DistProfile(A.device) if profile else None
+        if prof is not None:
+            prof.start()
+        result = METHODS[method](DistOperator(A, profile=prof), b.detach(), preconditioner=M, **options)
+        if prof is not None:
+            prof.stop()
+            result.info["dist_profile"] = prof.summary()
         sink.append(result)
         result.raise_if_failed()
         ctx.A, ctx.method, ctx.M = A, method, M
@@ -101,7 +108,7 @@ class _DistAdjointSolve(torch.autograd.Function):
                 # of the values must be asked for on all ranks or on none.
                 xfull = torch.cat([x, A.plan.start(x).wait()])
                 grad_values = -sampled_product(A.local.pattern, lam, xfull, batched=False)
-        return grad_values, lam if ctx.needs_input_grad[1] else None, None, None, None, None, None
+        return grad_values, lam if ctx.needs_input_grad[1] else None, None, None, None, None, None, None
 
 
 def solve(
@@ -117,6 +124,7 @@ def solve(
     restart: int | None = None,
     return_result: bool = False,
     callback: Callable[[int, float], Any] | None = None,
+    profile: bool | None = None,
 ) -> Any:
     """Solve ``A x = b`` across ranks; differentiable w.r.t. ``b`` and ``A.values`` (adjoint).
 
@@ -140,6 +148,10 @@ def solve(
     return_result : bool
         Return the engine's :class:`~slactl.engine.krylov.result.KrylovResult` (whose ``x`` carries
         the gradient) instead of ``x``.
+    profile : bool, optional
+        Time the forward solve's phases on this rank (:mod:`slactl.dist.profile`: compute, halo,
+        all-reduce; synchronizes at every boundary, so the solve is slower) and put them in
+        ``result.info["dist_profile"]``. Default: on when ``SLACTL_DIST_PROFILE=1``.
 
     Raises
     ------
@@ -163,7 +175,8 @@ def solve(
             raise UsageError("restart applies to method='gmres' only")
         options["restart"] = restart
     sink: list = []
-    x = _DistAdjointSolve.apply(A.values, b, A.detach(), method, M, options, sink)
+    profile = _profile.enabled() if profile is None else bool(profile)
+    x = _DistAdjointSolve.apply(A.values, b, A.detach(), method, M, options, sink, profile)
     if return_result:
         result = sink[0]
         result.x = x

@@ -38,6 +38,11 @@ def _work(pmethod):
     for name in PRECONDITIONERS:
         res = sd.solve(A, b, method="cg", preconditioner=name, rtol=RTOL, return_result=True)
         out[f"cg-{name}"] = (A.gather(res.x.detach(), root=None).numpy(), res.iterations)
+    # the phase timers (SLACTL_DIST_PROFILE) change nothing in the answer
+    plain = sd.solve(A, b, method="cg", preconditioner="jacobi", rtol=RTOL, return_result=True, profile=False)
+    prof = sd.solve(A, b, method="cg", preconditioner="jacobi", rtol=RTOL, return_result=True, profile=True)
+    out["profile"] = (bool(torch.equal(plain.x.detach(), prof.x.detach())), "dist_profile" in plain.info,
+                      prof.info["dist_profile"], prof.iterations, A.n_halo)
     # the engine's LOBPCG runs unchanged on the distributed operator too (it reduces via op.reduce)
     from slactl.engine.eigen.lobpcg import lobpcg
 
@@ -150,6 +155,14 @@ def test_distributed_agrees_with_single_process(nprocs, pmethod):
         assert np.linalg.norm(ones - spd @ x) <= RTOL * np.linalg.norm(ones) * (1 + 1e-6), name
         assert np.linalg.norm(x - x_ref) <= 1e3 * RTOL * np.linalg.norm(x_ref), name
     iters = {name: out[f"cg-{name}"][1] for name in PRECONDITIONERS}
+    for r in results:
+        same, plain_has_profile, p, its, n_halo = r["profile"]
+        assert same and not plain_has_profile
+        parts = p["compute_seconds"] + p["halo_seconds"] + p["allreduce_seconds"]
+        assert abs(parts - p["total_seconds"]) <= 1e-9 + 1e-9 * p["total_seconds"] and min(parts, p["halo_seconds"]) >= 0
+        # CG: one matvec and two all-reduces (p^T A p; ||r||^2 with r^T M r) per iteration, plus set-up
+        assert its <= p["matvecs"] <= its + 8 and 2 * its <= p["allreduces"] <= 2 * its + 16
+        assert p["halo_exchanges"] == (p["matvecs"] if n_halo else 0)
     assert iters["ic0"] < iters["none"] and iters["amg"] < iters["jacobi"]
     bn = np.random.default_rng(4).standard_normal(ns.shape[0])
     xn_ref = spla.spsolve(sp.csc_matrix(ns), bn)

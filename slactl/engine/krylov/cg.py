@@ -91,9 +91,11 @@ def _cg(op: LinearOperator, b: torch.Tensor, x: torch.Tensor, M: Any, mon: Monit
         alpha = masked(active, rz / pAp).to(x.dtype)
         x.addcmul_(p, alpha)
         r.addcmul_(Ap, alpha, value=-1)
-        mon.record(op.norm(r))
         z = M.apply(r)
-        rz_new = op.dot(r, z).real
+        # ||r||^2 and (r, M r) in one reduction (one all-reduce per pair on a distributed operator)
+        rr, rz_new = op.dots((r, r), (r, z))
+        mon.record(torch.sqrt(rr.real))
+        rz_new = rz_new.real
         active = mon.fail(rz_new <= 0, Status.INDEFINITE_PRECONDITIONER)
         # beta makes the new direction A-conjugate to the previous ones.
         beta = masked(active, rz_new / rz).to(x.dtype)

@@ -56,6 +56,16 @@ class LinearOperator:
         local = torch.vdot(x, y) if x.dim() == 1 else torch.linalg.vecdot(x, y, dim=0)
         return self.reduce(local)
 
+    def dots(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``dot(x, y)`` for every pair ``(x, y)``, with one reduction for all of them (one
+        all-reduce per call on a distributed operator instead of one per pair)."""
+        if type(self).dot is not LinearOperator.dot:  # a subclass with its own dot: honour it
+            return tuple(self.dot(x, y) for x, y in pairs)
+        local = [torch.vdot(x, y) if x.dim() == 1 else torch.linalg.vecdot(x, y, dim=0) for x, y in pairs]
+        if type(self).reduce is LinearOperator.reduce:  # nothing to reduce: no stacking either
+            return tuple(local)
+        return tuple(self.reduce(torch.stack(local)).unbind(0))
+
     def dot_many(self, V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Inner products of ``w`` (``[n]`` or ``[n, k]``) with every ``V[j]`` (``V``: ``[j, n]`` or
         ``[j, n, k]``) in one reduction: ``[j]`` or ``[j, k]``. Used by GMRES's Gram-Schmidt."""
