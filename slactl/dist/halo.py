@@ -91,6 +91,11 @@ class HaloPlan:
                    block.recv_ranks, block.recv_offsets, device=device, group=group)
 
     @property
+    def isolated(self) -> bool:
+        """True when this rank neither sends nor receives: an exchange would post nothing."""
+        return not self.sends and not self.recvs
+
+    @property
     def neighbours(self) -> list[int]:
         return sorted({r for r, _ in self.sends} | {r for r, _, _ in self.recvs})
 

@@ -215,10 +215,8 @@ class DistSparseMatrix:
         mv = lambda M, v: torch.mv(M, v) if v.dim() == 1 else torch.mm(M, v)  # noqa: E731
         n, h = self.n_owned, self.n_halo
         owned = self._csr("owned_cols", None, (0, n))
-        if h == 0:
+        if self.plan.isolated:
             return mv(owned, x)
-        boundary = self._boundary()
-        ghost_cols = self._csr("ghost_cols", self._boundary, (n, n + h))
         if profile is not None:
             profile.count("halo_exchanges")
             profile.switch("halo")
@@ -231,8 +229,11 @@ class DistSparseMatrix:
         ghosts = exchange.wait()
         if profile is not None:
             profile.switch("compute")
+        if h == 0:  # this rank only sends (a nonsymmetric pattern)
+            return y
+        ghost_cols = self._csr("ghost_cols", self._boundary, (n, n + h))
         # boundary rows are distinct: every entry of y gets exactly one addition (deterministic)
-        return y.index_add_(0, boundary, mv(ghost_cols, ghosts))
+        return y.index_add_(0, self._boundary(), mv(ghost_cols, ghosts))
 
     def apply_transpose(self, x: torch.Tensor, profile: Any = None) -> torch.Tensor:
         """``A^T @ x`` without gradients: the ghost columns' contributions are computed first and
@@ -240,10 +241,13 @@ class DistSparseMatrix:
         mv = lambda M, v: torch.mv(M, v) if v.dim() == 1 else torch.mm(M, v)  # noqa: E731
         n, h = self.n_owned, self.n_halo
         t_owned = self._csr("t_owned", lambda: torch.arange(n, device=self.device), (0, n), transpose=True)
-        if h == 0:
+        if self.plan.isolated:
             return mv(t_owned, x)
-        t_halo = self._csr("t_halo", lambda: torch.arange(n, n + h, device=self.device), (0, n), transpose=True)
-        ghost_part = mv(t_halo, x)
+        if h:
+            t_halo = self._csr("t_halo", lambda: torch.arange(n, n + h, device=self.device), (0, n), transpose=True)
+            ghost_part = mv(t_halo, x)
+        else:  # this rank only receives contributions (a nonsymmetric pattern)
+            ghost_part = x.new_empty((0,) + tuple(x.shape[1:]))
         if profile is not None:
             profile.count("halo_exchanges")
             profile.switch("halo")
