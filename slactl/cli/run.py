@@ -115,7 +115,7 @@ def solve_partitioned(store, *, rhs: str, method: str, preconditioner: str, rtol
                 ("iterations", str(s["iterations"])),
                 ("relative residual", f"{s['relres']:.3e}  (||b - A x|| / ||b||, recomputed)"),
                 ("converged", "yes" if s["converged"] else "[red]no[/]"),
-                ("time", f"load {s['load_seconds']:.3f} s, warm-up {s['warmup_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s "
+                ("time", f"load {s['load_seconds']:.3f} s, warm-up {s['warmup_seconds']:.3f} s, setup {s['setup_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s "
                          f"({1e3 * s['per_iteration_seconds']:.3f} ms per iteration)"),
                 ("solution", f"min {s['x_min']:.6g}, max {s['x_max']:.6g}, ||x|| = {s['x_norm']:.6g}"),
             ] + ([("profile (max over ranks)", _profile_line(s["profile"]))] if "profile" in s else []) \

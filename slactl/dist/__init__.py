@@ -26,6 +26,11 @@ From the shell::
     slactl partition A.mtx --parts 4 --out A.parts.zarr
     slactl run --procs 4 -- solve A.parts.zarr --json
 
+Where the time goes: ``SLACTL_DIST_PROFILE=1`` makes :func:`solve` time each rank's compute, exposed
+halo exchange and all-reduce (:mod:`slactl.dist.profile`; synchronizes at every phase boundary) into
+``result.info["dist_profile"]``, and ``slactl solve STORE --json`` report them per rank (a second,
+profiled solve after the timed one). ``benchmarks/bench_dist.py`` measures strong and weak scaling.
+
 The engine's LOBPCG (:func:`slactl.engine.eigen.lobpcg.lobpcg`) also runs unchanged on a
 :class:`DistOperator` (pass ``maxiter`` and ``X0`` explicitly so every rank agrees).
 

@@ -317,6 +317,7 @@ class DistOperator(LinearOperator):
         self.transposed = transpose
         self.global_shape = A.shape
         self.profile = profile  # a slactl.dist.profile.DistProfile, or None (no timing, no syncs)
+        self._alone = dist.get_world_size() == 1  # one rank: a sum over ranks is the local sum
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         p = self.profile
@@ -326,6 +327,8 @@ class DistOperator(LinearOperator):
 
     def reduce(self, local: torch.Tensor) -> torch.Tensor:
         out = local.detach().clone()
+        if self._alone:
+            return out
         buf = torch.view_as_real(out) if out.is_complex() else out
         p = self.profile
         if p is None:
