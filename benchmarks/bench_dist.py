@@ -19,7 +19,7 @@ single-GPU ``slactl solve --device cuda`` as the reference users compare with;
 (b) weak scaling: ``--weak-size W`` (W x W DOF) per rank, i.e. a round(W sqrt(K))^2 grid on K ranks
 (a run of the same matrix and rank count as a strong run is reused, not repeated).
 
-    # on a node with 4 GPUs (about 6 minutes at the default sizes):
+    # on a node with 4 GPUs (at most about 9.5 minutes, --budget 480 s; see benchmarks/dist_gpu_scaling.sh):
     python3 benchmarks/bench_dist.py --gpus 4 --out RESULTS_DIR
     # on the CPU, Gloo, tiny sizes (exercises every code path):
     python benchmarks/bench_dist.py --cpu --procs 2 --strong-size 100 --weak-size 60
@@ -217,11 +217,18 @@ def table(results: list[dict], unit: str) -> str:
 
 
 def header(args: argparse.Namespace, prep: dict | None) -> str:
-    dev = "CPU (Gloo ranks)"
-    if not args.cpu:
-        import torch
+    import torch
 
-        dev = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}, NCCL with NVLink multicast off"
+    dev = f"CPU (Gloo ranks), torch {torch.__version__}"
+    if not args.cpu:
+        # the name from nvidia-smi: this process creates no CUDA context (the ranks own the GPUs)
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                   text=True, timeout=30).stdout.strip().splitlines()
+        except (OSError, subprocess.SubprocessError):
+            names = []
+        dev = (f"{len(names) or '?'} x {names[0] if names else 'GPU'} on the node, torch {torch.__version__}, "
+               "NCCL with NVLink multicast off")
     lines = [f"Distributed PCG scaling, {_dt.date.today().isoformat()}: {dev}; host {platform.node()}, "
              f"{os.cpu_count()} CPUs. 2D Poisson, b = ones, CG + block-Jacobi(jacobi), rtol {args.rtol:g}, "
              f"{args.partition} partition. Command: `{' '.join([Path(sys.executable).name] + sys.argv)}`.",
@@ -261,11 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", type=str, default=None, help="Rank counts to run, e.g. 1,2,4 (default 1..N; 1 is always added).")
     ap.add_argument("--strong-size", type=int, default=4000, help="Strong scaling grid side (default 4000: 16M DOF; 0 skips).")
     ap.add_argument("--weak-size", type=int, default=2000, help="Weak scaling grid side per rank (default 2000: 4M DOF per rank; 0 skips).")
-    ap.add_argument("--partition", choices=("contiguous", "metis", "rcb"), default="contiguous")
+    ap.add_argument("--partition", choices=("contiguous", "metis"), default="contiguous")
     ap.add_argument("--rtol", type=float, default=1e-8)
     ap.add_argument("--no-plain", action="store_true", help="Skip the plain single-device `slactl solve` reference.")
     ap.add_argument("--no-profile", action="store_true", help="No profiled repeat solve (no compute/halo/all-reduce split).")
-    ap.add_argument("--budget", type=float, default=540.0, help="Seconds; runs that would start later are skipped (default 540).")
+    ap.add_argument("--budget", type=float, default=480.0, help="Seconds; runs that would start later are skipped (default 480).")
     ap.add_argument("--run-timeout", type=float, default=300.0, help="Seconds one launch may take (default 300).")
     ap.add_argument("--peer-timeout", type=float, default=120.0, help="`slactl run --timeout`: seconds a rank waits for a peer.")
     ap.add_argument("--jobs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)), help="Parallel gallery/partition jobs.")
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(entry)
                 log(f"{kind} {size}x{size} on {k}: {entry['error']}")
                 continue
-            timeout = max(30.0, min(args.run_timeout, args.budget + 60.0 - elapsed))
+            timeout = max(30.0, min(args.run_timeout, args.budget + 90.0 - elapsed))
             log(f"{kind}: {size}x{size} ({size * size:,} DOF) on {k} {'rank(s)' if args.cpu else 'GPU(s)'} ...")
             try:
                 if kind == "plain":
