@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from slactl.engine.nonlinear.result import NonlinearResult, NonlinearStatus
+from slactl.engine.nonlinear.result import NonlinearResult, NonlinearStatus, stopping_status
 
 DIVERGENCE_FACTOR = 1e10
 
@@ -66,11 +66,9 @@ def fixed_point(fn: Callable[[torch.Tensor], torch.Tensor], u0: torch.Tensor, *,
     prev: tuple[torch.Tensor, torch.Tensor] | None = None
     status = NonlinearStatus.MAX_ITERATIONS
     for it in range(maxiter + 1):
-        if fnorm != fnorm or fnorm == float("inf"):
-            status = NonlinearStatus.NONFINITE
-            break
-        if fnorm <= tol:
-            status = NonlinearStatus.CONVERGED
+        stop = stopping_status(fnorm, tol)
+        if stop is not None:
+            status = stop
             break
         if fnorm > DIVERGENCE_FACTOR * history[0]:
             status = NonlinearStatus.DIVERGED

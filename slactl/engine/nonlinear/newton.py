@@ -13,7 +13,7 @@ import torch
 from slactl.engine.krylov import FunctionOperator, gmres
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.nonlinear.jacobian import Linearization, assemble, check_pattern, count_colors
-from slactl.engine.nonlinear.result import NonlinearResult, NonlinearStatus
+from slactl.engine.nonlinear.result import NonlinearResult, NonlinearStatus, stopping_status
 from slactl.engine.pattern import Pattern
 from slactl.errors import ConvergenceError, UsageError
 
@@ -136,11 +136,9 @@ def newton(system: System, u0: torch.Tensor, *, rtol: float, atol: float, maxite
     eta = system.linear.get("rtol") or 0.5 if system.jacobian == "matrix-free" else 0.0
     status = NonlinearStatus.MAX_ITERATIONS
     for it in range(maxiter + 1):
-        if fnorm != fnorm or fnorm == float("inf"):
-            status = NonlinearStatus.NONFINITE
-            break
-        if fnorm <= tol:
-            status = NonlinearStatus.CONVERGED
+        stop = stopping_status(fnorm, tol)
+        if stop is not None:
+            status = stop
             break
         if it == maxiter:
             break

@@ -139,3 +139,13 @@ class NonlinearResult:
             f"NonlinearResult(method={self.method!r}, status={self.status.name}, iterations="
             f"{self.iterations}, residual_norm={self.residual_norm:.3e}, jacobian={self.jacobian!r})"
         )
+
+
+def stopping_status(fnorm: float, tol: float) -> "NonlinearStatus | None":
+    """The status that ends an iteration at residual norm ``fnorm`` (NaN/inf, or
+    ``||F|| <= tol``), or None to go on; shared by Newton and the fixed-point methods."""
+    if fnorm != fnorm or fnorm == float("inf"):
+        return NonlinearStatus.NONFINITE
+    if fnorm <= tol:
+        return NonlinearStatus.CONVERGED
+    return None
