@@ -3,8 +3,10 @@
 The Krylov methods are the engine's (:data:`slactl.engine.krylov.METHODS`), run unchanged on a
 :class:`~slactl.dist.matrix.DistOperator`. Preconditioning is block Jacobi, i.e. additive Schwarz
 without overlap: every rank applies any local preconditioner (``jacobi``, ``ilu0``, ``ic0``,
-``amg``, through :func:`~slactl.engine.preconditioners.make_preconditioner`) built on its owned
-diagonal block; no communication.
+``amg``, through :func:`~slactl.engine.preconditioners.make_preconditioner`, or ``lu``) built on
+its owned diagonal block; no communication. ``BlockJacobi(A, local, overlap=k)`` with ``k >= 1`` is
+overlapping additive Schwarz (:mod:`slactl.dist.schwarz`: restricted by default, symmetric with
+``restricted=False``).
 
 Gradients follow :mod:`slactl.engine.linear.adjoint`: one autograd Function whose backward runs the
 transposed distributed solve ``A^T lam = g`` (transposed operator, transposed local
@@ -22,8 +24,8 @@ from slactl.dist import profile as _profile
 from slactl.dist.matrix import DistOperator, DistSparseMatrix
 from slactl.engine.krylov import METHODS
 from slactl.engine.ops.spmm import sampled_product
-from slactl.engine.preconditioners import make_preconditioner
-from slactl.errors import NotImplementedFeatureError, UsageError
+from slactl.dist.schwarz import AdditiveSchwarz, local_solver
+from slactl.errors import UsageError
 
 
 class BlockJacobi:
@@ -36,7 +38,12 @@ class BlockJacobi:
         The preconditioner of each owned diagonal block: ``"none"``, ``"jacobi"``, ``"ilu0"``,
         ``"ic0"`` or ``"amg"``.
     overlap : int
-        Only 0 (block Jacobi). Overlapping Schwarz is not implemented.
+        0: block Jacobi (no communication). ``>= 1``: overlapping additive Schwarz with that many
+        layers of neighbouring rows (:class:`~slactl.dist.schwarz.AdditiveSchwarz`; the local
+        solver may then also be ``"lu"``).
+    restricted : bool
+        With ``overlap >= 1``: restricted additive Schwarz (True, nonsymmetric: GMRES, BiCGStab)
+        or symmetric additive Schwarz (False: CG with a symmetric local solver).
     **options
         Keywords of the local preconditioner.
 
@@ -46,11 +53,18 @@ class BlockJacobi:
     >>> z = M.apply(r)                   # r: this rank's owned entries
     """
 
-    def __init__(self, A: DistSparseMatrix | None, local: Any = "jacobi", *, overlap: int = 0, _inner: Any = None, **options: Any):
-        if overlap != 0:
-            raise NotImplementedFeatureError("additive Schwarz with overlap > 0 is not implemented; use overlap=0 (block Jacobi)")
-        self.inner = _inner if _inner is not None else make_preconditioner(local, A.owned_block(), **options)
-        self.name = f"block-{getattr(self.inner, 'name', type(self.inner).__name__)}"
+    def __init__(self, A: DistSparseMatrix | None, local: Any = "jacobi", *, overlap: int = 0, restricted: bool = True,
+                 _inner: Any = None, **options: Any):
+        if int(overlap) < 0:
+            raise UsageError(f"overlap must be non-negative, got {overlap}")
+        if _inner is not None:
+            self.inner = _inner
+        elif overlap > 0:
+            self.inner = AdditiveSchwarz(A, local, overlap=int(overlap), restricted=restricted, **options)
+        else:
+            self.inner = local_solver(local, A.owned_block(), **options)
+        name = getattr(self.inner, "name", type(self.inner).__name__)
+        self.name = name if isinstance(self.inner, AdditiveSchwarz) else f"block-{name}"
 
     @property
     def symmetric(self) -> bool:
