@@ -44,7 +44,7 @@ def _register_commands() -> None:
     import importlib
 
     for name in ("slactl.cli.solve", "slactl.cli.files", "slactl.cli.gradcheck", "slactl.cli.eigen",
-                 "slactl.cli.partition", "slactl.cli.run"):
+                 "slactl.cli.partition", "slactl.cli.run", "slactl.cli.bench"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command module not written yet

@@ -1,0 +1,118 @@
+"""`slactl bench`: time slactl's solvers and their peers on generated problems, in one process."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from slactl.cli.main import app
+from slactl.cli.solve import Device, Dtype, _device
+
+DEFAULT_SOLVERS = "auto,cg+jacobi,pyamg,cupyx-cg+jacobi"
+
+
+def _command(problems: list[str], sizes: str, solvers: str, device: Device, dtype: Dtype, rtol: float,
+             maxiter: Optional[int], repeat: int, warmup: int, max_seconds: Optional[float], json_output: bool,
+             append: Optional[Path], plot: Optional[Path]) -> str:
+    """The command as run, every option written out (defaults included), so it reproduces the section."""
+    args = ["slactl", "bench", *problems, "--sizes", sizes, "--solvers", solvers, "--device", device.value,
+            "--dtype", dtype.value, "--rtol", f"{rtol:g}", "--repeat", str(repeat), "--warmup", str(warmup)]
+    if maxiter is not None:
+        args += ["--maxiter", str(maxiter)]
+    if max_seconds is not None:
+        args += ["--max-seconds", f"{max_seconds:g}"]
+    if json_output:
+        args.append("--json")
+    if append is not None:
+        args += ["--append", str(append)]
+    if plot is not None:
+        args += ["--plot", str(plot)]
+    return shlex.join(args)
+
+
+@app.command()
+def bench(
+    problems: Optional[List[str]] = typer.Argument(None, help="poisson2d, poisson3d or any gallery problem (`slactl gallery`); default poisson2d."),
+    sizes: str = typer.Option("1000000", "--sizes", help="Comma-separated DOF counts (unknowns; 250k, 1M, 4e6 work); the gallery size nearest to each is used."),
+    solvers: str = typer.Option(DEFAULT_SOLVERS, "--solvers", help=(
+        "Comma-separated: auto, direct, a backend (superlu, cudss, cupyx, torch), METHOD[+PRECONDITIONER] "
+        "(cg+jacobi, cg+amg, cg+sa-amg...; cg alone is unpreconditioned), or a peer: scipy-spsolve, scipy-cg, "
+        "pyamg, cupyx-cg, cupyx-cg+jacobi, torch-cg, torch-cg+jacobi, torch-spsolve.")),
+    device: Device = typer.Option(Device.auto, help="Where slactl (and the torch/cupyx peers) solve; SciPy and pyamg always run on the host."),
+    dtype: Dtype = typer.Option(Dtype.float64, help="Floating-point type."),
+    rtol: float = typer.Option(1e-8, help="Relative tolerance of every iterative solver: ||b - A x|| <= rtol ||b||."),
+    maxiter: Optional[int] = typer.Option(None, help="Iteration limit (default 10 n, slactl's)."),
+    repeat: int = typer.Option(3, help="Timed runs per solver; the median is reported."),
+    warmup: int = typer.Option(1, help="Untimed runs before them."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="A run longer than this ends that solver's repeats and skips it at larger sizes."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    append: Optional[Path] = typer.Option(None, "--append", help="Append a dated markdown section to this file (e.g. benchmarks/RESULTS.md)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a log-log plot of time vs DOF per solver (PNG, SVG, PDF)."),
+) -> None:
+    """Benchmark solvers: setup, solve and total time, iterations, true relative residual, peak bytes/DOF, GB/s, ratio to the best peer (exit 2 on an unknown problem or solver)."""
+    import torch
+
+    from slactl.benchmark import Config, parse_sizes, parse_solvers, run_benchmark
+    from slactl.benchmark import report
+    from slactl.cli.main import _state
+
+    problems = list(problems or ["poisson2d"])
+    cfg = Config(problems, parse_sizes(sizes), parse_solvers(solvers), device=_device(device),
+                 dtype=getattr(torch, dtype.value), rtol=rtol, maxiter=maxiter, repeat=repeat, warmup=warmup,
+                 max_seconds=max_seconds, raise_errors=_state["debug"])
+    command = _command(problems, sizes, solvers, device, dtype, rtol, maxiter, repeat, warmup, max_seconds,
+                       json_output, append, plot)
+    machine = report.machine(cfg.device)
+    # A wide table: where the output is not a terminal (a log, a pipe), do not fold it at 80 columns.
+    stream = sys.stderr if json_output else sys.stdout
+    console = Console(stderr=json_output, highlight=False, width=None if stream.isatty() else 220)
+    total = len(cfg.problems) * len(cfg.sizes) * len(cfg.solvers)
+    progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                        TimeElapsedColumn(), console=console, transient=True)
+    task = progress.add_task("starting", total=total)
+
+    def hear(event: str, **info) -> None:
+        if event == "build":
+            progress.update(task, description=f"building {info['problem']} at {info['dof']:,} DOF")
+        elif event == "run":
+            progress.update(task, description=f"{info['problem']} n={info['n']:,} {info['solver']}: {info['phase']}")
+        elif event == "row":
+            progress.advance(task)
+            c = report.cells(info["row"])
+            if info["row"].status in ("ok", "not converged"):
+                progress.console.print(f"  {c['problem']} {c['dof']:>12} {c['solver']:<18} total {c['total']:>9} s  "
+                                       f"iterations {c['iterations']:>6}  relres {c['relres']}  {c['note']}", markup=False)
+            else:
+                progress.console.print(f"  {c['problem']} {c['dof']:>12} {c['solver']:<18} {c['note']}", markup=False)
+
+    with progress:
+        rows = run_benchmark(cfg, progress=hear)
+    if append is not None:
+        report.append_markdown(append, report.markdown(rows, cfg, machine, command))
+    if plot is not None:
+        report.plot(rows, cfg, plot, machine)
+    if json_output:
+        typer.echo(json.dumps(report.to_json(rows, cfg, machine, command)))
+        return
+    table = Table(title=f"slactl bench on {cfg.device}: {report.machine_line(machine)}", title_justify="left")
+    for key, head in report.COLUMNS:
+        table.add_column(head, overflow="fold", no_wrap=key != "note", min_width=12 if key == "note" else None,
+                         justify="left" if key in ("problem", "solver", "note") else "right")
+    for r in rows:
+        c = report.cells(r)
+        style = None if r.status == "ok" else ("red" if r.status in ("failed", "not converged") else "dim")
+        table.add_row(*(c[k] for k, _ in report.COLUMNS), style=style)
+    console.print(table)
+    for line in report.definitions(cfg):
+        console.print(line, style="dim")
+    for path, what in ((append, "appended to"), (plot, "plot written to")):
+        if path is not None:
+            console.print(f"{what} {path}")

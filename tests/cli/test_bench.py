@@ -1,0 +1,69 @@
+"""`slactl bench` as a user runs it: JSON, the table, --append on a copy of RESULTS.md, --plot, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from slactl.cli.main import main
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "RESULTS.md"
+FIELDS = ("problem", "n", "nnz", "solver", "kind", "device", "status", "setup_seconds", "solve_seconds",
+          "total_seconds", "iterations", "relres", "converged", "peak_bytes_per_dof", "memory_basis",
+          "bandwidth_gbs", "vs_best_peer", "best_peer", "ran", "reason")
+
+
+def test_json_rows(capsys):
+    code = main(["bench", "poisson2d", "--sizes", "1600", "--solvers", "auto,cg+jacobi,pyamg,scipy-spsolve,cudss",
+                 "--device", "cpu", "--repeat", "1", "--warmup", "0", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["device"] == "cpu" and out["rtol"] == 1e-8 and out["dtype"] == "float64"
+    assert out["command"].startswith("slactl bench poisson2d --sizes 1600 --solvers auto,cg+jacobi")
+    assert out["machine"]["torch"] and out["definitions"]
+    rows = {r["solver"]: r for r in out["rows"]}
+    for r in rows.values():
+        assert all(k in r for k in FIELDS), r
+    for name in ("auto", "cg+jacobi", "pyamg", "scipy-spsolve"):
+        assert rows[name]["status"] == "ok" and rows[name]["relres"] < 1.01e-8
+        assert rows[name]["peak_bytes_per_dof"] > 0
+    assert rows["cg+jacobi"]["bandwidth_gbs"] > 0
+    assert rows["cudss"]["status"] == "skipped" and rows["cudss"]["reason"]
+
+
+def test_table_append_and_plot(tmp_path, capsys):
+    before = RESULTS.read_bytes()
+    copy = tmp_path / "RESULTS.md"
+    shutil.copy(RESULTS, copy)
+    png = tmp_path / "plots" / "bench.png"
+    code = main(["bench", "poisson2d", "poisson3d", "--sizes", "400,1000", "--solvers", "auto,scipy-cg",
+                 "--device", "cpu", "--repeat", "1", "--warmup", "0", "--append", str(copy), "--plot", str(png)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "true relres" in out and "vs best peer" in out and f"appended to {copy}" in out
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    text = copy.read_text()
+    assert text.startswith(before.decode()) and RESULTS.read_bytes() == before  # the real file is untouched
+    section = text[len(before.decode()):]
+    lines = section.strip().splitlines()
+    assert lines[0].startswith("## slactl bench: poisson2d, poisson3d on cpu (")
+    assert any(l.startswith("Date: ") and "torch" in l for l in lines)
+    assert any(l.startswith("Command: `slactl bench poisson2d poisson3d --sizes 400,1000") for l in lines)
+    table = [l for l in lines if l.startswith("|")]
+    assert len(table) == 2 + 2 * 2 * 2 and len({l.count("|") for l in table}) == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--solvers", "auto,nosuch"], "unknown solver 'nosuch'"),
+    (["--solvers", "cg+nosuch"], "unknown preconditioner 'nosuch'"),
+    (["poisson9d"], "unknown problem 'poisson9d'"),
+    (["--sizes", "lots"], "--sizes"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle, capsys):
+    assert main(["bench", *args, "--device", "cpu", "--sizes", "100"] if "--sizes" not in args
+                else ["bench", *args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1
