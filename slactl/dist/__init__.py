@@ -40,14 +40,18 @@ entry points with their adjoints. ``slactl run --gpus`` (torchrun + NCCL) ran on
 reproduced the single-GPU solution (benchmarks/RESULTS.md); the test suite covers the Gloo path.
 """
 
+from slactl.dist.eigen import eigsh
 from slactl.dist.halo import HaloExchange, HaloPlan, ghost_broadcast, ghost_reduce
 from slactl.dist.launcher import WorkerError, init_process_group, launch, run_processes
 from slactl.dist.matrix import DistOperator, DistSparseMatrix
 from slactl.dist.partition import METHODS as PARTITION_METHODS
 from slactl.dist.partition import PartitionQuality, partition, partition_quality
+from slactl.dist.nonlinear import nonlinear_solve
+from slactl.dist.schwarz import AdditiveSchwarz
 from slactl.dist.solve import BlockJacobi, solve
 
 __all__ = [
+    "AdditiveSchwarz",
     "BlockJacobi",
     "DistOperator",
     "DistSparseMatrix",
@@ -56,10 +60,12 @@ __all__ = [
     "PARTITION_METHODS",
     "PartitionQuality",
     "WorkerError",
+    "eigsh",
     "ghost_broadcast",
     "ghost_reduce",
     "init_process_group",
     "launch",
+    "nonlinear_solve",
     "partition",
     "partition_quality",
     "run_processes",

@@ -101,7 +101,11 @@ def eigenvector_adjoint(info: SymmetricAdjointInfo, gV: torch.Tensor) -> torch.T
     coef = torch.where(near, torch.zeros_like(C), C / torch.where(near, torch.ones_like(D), D))
     W_in = Q @ coef
     rhs = -(gV - Q @ C)
-    if Q.shape[1] >= Q.shape[0] or not bool((rhs != 0).any()):
+    # Rows and "any nonzero" summed by base.reduce: on a distributed operator every rank must
+    # take the same branch (the complement solve is collective).
+    rows, nonzero = base.reduce(torch.tensor([float(Q.shape[0]), float(bool((rhs != 0).any()))],
+                                             dtype=rhs.real.dtype, device=rhs.device)).tolist()
+    if Q.shape[1] >= rows or nonzero == 0:
         return W_in  # every eigenvector is known (dense): nothing outside their span
     w = _complement_solve(info, Q, rhs)
     return W_in + w

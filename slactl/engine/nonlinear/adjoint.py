@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from slactl.engine.krylov import FunctionOperator, gmres
+from slactl.engine.krylov import gmres
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.nonlinear.jacobian import Linearization, assemble
 from slactl.errors import ConvergenceError
@@ -81,14 +81,12 @@ def _transpose_solve(system: Any, fn: Callable, u: torch.Tensor, F: torch.Tensor
                      g: torch.Tensor) -> torch.Tensor:
     """``lam`` with ``J^T lam = g``: transposed solve of the assembled Jacobian, or GMRES on VJPs."""
     if system.jacobian == "matrix-free":
-        n = g.numel()
-
         def vjp(v: torch.Tensor) -> torch.Tensor:
             (out,) = torch.autograd.grad(F, ustar_leaf, v, retain_graph=True, allow_unused=True)
             return torch.zeros_like(v) if out is None else out
 
         rtol = system.linear.get("adjoint_rtol") or 1e-12
-        res = gmres(FunctionOperator(vjp, (n, n), g.dtype, g.device), g, rtol=rtol,
+        res = gmres(system.operator(vjp, g), g, rtol=rtol,
                     maxiter=system.linear.get("maxiter"), restart=system.linear.get("restart") or 30)
         return res.raise_if_failed().x
     from slactl.engine.linear.api import prepare

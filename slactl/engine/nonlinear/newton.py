@@ -4,6 +4,7 @@ Eisenstat-Walker forcing terms)."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,7 +29,9 @@ class System:
 
     ``jacobian`` is ``"sparse"`` (assemble on ``pattern`` by coloring), ``"matrix-free"`` or
     ``"callable"`` (``jacobian_fn(u) -> SparseMatrix``). ``linear`` holds ``method``,
-    ``preconditioner``, ``rtol`` and ``maxiter`` of the linear solves.
+    ``preconditioner``, ``rtol`` and ``maxiter`` of the linear solves. ``reduce`` turns a sum over
+    this process's entries into the global sum (an all-reduce when ``u`` is distributed; None: one
+    process): every norm and every Krylov inner product goes through it.
     """
 
     fn: Callable[[torch.Tensor], torch.Tensor]
@@ -37,6 +40,19 @@ class System:
     jacobian_fn: Callable[[torch.Tensor], SparseMatrix] | None = None
     linear: dict[str, Any] = field(default_factory=dict)
     checked: bool = False
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def norm(self, x: torch.Tensor) -> float:
+        if self.reduce is None:
+            return _norm(x)
+        return math.sqrt(float(self.reduce((x * x).sum().reshape(1))))
+
+    def operator(self, fn: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor) -> FunctionOperator:
+        """``fn`` as a square operator on vectors like ``like``, with this system's inner product."""
+        n = like.numel()
+        if self.reduce is None:
+            return FunctionOperator(fn, (n, n), like.dtype, like.device)
+        return _ReducingOperator(fn, (n, n), like.dtype, like.device, self.reduce)
 
     def matrix(self, lin: Linearization) -> SparseMatrix:
         """The assembled Jacobian at ``lin.u`` (pattern checked once per system)."""
@@ -52,6 +68,17 @@ class System:
         return J
 
 
+class _ReducingOperator(FunctionOperator):
+    """A function operator whose inner products are summed by ``reduce`` (over processes)."""
+
+    def __init__(self, fn, shape, dtype, device, reduce):
+        super().__init__(fn, shape, dtype, device)
+        self._reduce = reduce
+
+    def reduce(self, local: torch.Tensor) -> torch.Tensor:
+        return self._reduce(local)
+
+
 def _norm(x: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(x))
 
@@ -60,14 +87,13 @@ def newton_step(system: System, lin: Linearization, eta: float, record: Nonlinea
     """Solve ``J du = -F`` (to relative accuracy ``eta`` when matrix-free); ``None`` on failure."""
     F = lin.F
     if system.jacobian == "matrix-free":
-        n = F.numel()
-        op = FunctionOperator(lin.jvp, (n, n), F.dtype, F.device)
+        op = system.operator(lin.jvp, F)
         res = gmres(op, -F, rtol=eta, maxiter=system.linear.get("maxiter"),
                     preconditioner=system.linear.get("preconditioner"), restart=system.linear.get("restart") or 30)
         record.linear_solves += 1
         record.linear_iterations += res.iterations
         # An inexact step is fine as long as it is a descent direction (residual below ||F||).
-        if not bool(torch.isfinite(res.x).all()) or float(res.true_residual_norm) >= _norm(F):
+        if not bool(torch.isfinite(res.x).all()) or float(res.true_residual_norm) >= system.norm(F):
             return None
         return res.x
     from slactl.engine.linear.api import solve
@@ -87,7 +113,8 @@ def newton_step(system: System, lin: Linearization, eta: float, record: Nonlinea
 
 
 def line_search(fn: Callable, u: torch.Tensor, du: torch.Tensor, fnorm: float, enabled: bool,
-                record: NonlinearResult) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+                record: NonlinearResult, norm: Callable[[torch.Tensor], float] = _norm,
+                ) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """Backtrack ``t = 1, 1/2, ...`` until ``||F(u + t du)|| <= (1 - 1e-4 t) ||F(u)||`` (Armijo on
     ``||F||``); with ``enabled=False`` the full step is taken unless it is non-finite."""
     t = 1.0
@@ -96,10 +123,10 @@ def line_search(fn: Callable, u: torch.Tensor, du: torch.Tensor, fnorm: float, e
         with torch.no_grad():
             F = fn(trial)
         record.residual_evaluations += 1
-        norm = _norm(F)
-        finite = norm == norm and norm != float("inf")
-        if finite and (not enabled or norm <= (1.0 - ARMIJO * t) * fnorm):
-            return trial, F, norm
+        value = norm(F)
+        finite = value == value and value != float("inf")
+        if finite and (not enabled or value <= (1.0 - ARMIJO * t) * fnorm):
+            return trial, F, value
         if not enabled and not finite:
             return None
         t *= 0.5
@@ -130,7 +157,7 @@ def newton(system: System, u0: torch.Tensor, *, rtol: float, atol: float, maxite
                              jacobian=system.jacobian, residual_evaluations=1)
     if system.jacobian == "sparse":
         record.colors = count_colors(system.pattern)
-    fnorm = _norm(lin.F)
+    fnorm = system.norm(lin.F)
     history, tol = [fnorm], max(rtol * fnorm, atol)
     record.tolerance = tol
     eta = system.linear.get("rtol") or 0.5 if system.jacobian == "matrix-free" else 0.0
@@ -147,7 +174,7 @@ def newton(system: System, u0: torch.Tensor, *, rtol: float, atol: float, maxite
         if du is None:
             status = NonlinearStatus.LINEAR_SOLVE_FAILED
             break
-        step = line_search(system.fn, u, du, fnorm, line_search_on, record)
+        step = line_search(system.fn, u, du, fnorm, line_search_on, record, system.norm)
         if step is None:
             status = NonlinearStatus.LINE_SEARCH_FAILED if line_search_on else NonlinearStatus.NONFINITE
             break
