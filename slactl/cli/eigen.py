@@ -23,7 +23,8 @@ class Which(str, Enum):
 
 @app.command()
 def eigsh(
-    matrix: Path = typer.Argument(..., help="Symmetric matrix file (.mtx, .mtx.gz, .zarr, .npz)."),
+    matrix: Path = typer.Argument(..., help="Symmetric matrix file (.mtx, .mtx.gz, .zarr, .npz), or a partition store "
+                                         "(distributed: slactl run --procs P -- eigsh STORE)."),
     k: int = typer.Option(6, "-k", "--k", help="Number of eigenpairs."),
     which: Which = typer.Option(Which.SA, help="SA smallest, LA largest algebraic, LM largest magnitude."),
     sigma: Optional[float] = typer.Option(None, help="Shift-invert: the eigenvalues nearest SIGMA."),
@@ -40,6 +41,13 @@ def eigsh(
     import warnings
 
     import torch
+
+    if matrix.is_dir():
+        from slactl.io.partition_store import is_partition_store
+
+        if is_partition_store(matrix):  # distributed LOBPCG: one rank per part, under `slactl run`
+            return _eigsh_partitioned(matrix, k=k, which=which, sigma=sigma, method=method, preconditioner=preconditioner,
+                                      tol=tol, maxiter=maxiter, dtype=getattr(torch, dtype.value), json_output=json_output)
 
     import slactl
     from slactl.engine.eigen.result import DegenerateEigenvaluesWarning
@@ -70,9 +78,42 @@ def eigsh(
         raise typer.Exit(3)
 
 
+def _eigsh_partitioned(store: Path, *, k: int, which: Which, sigma, method: str, preconditioner: str, tol, maxiter,
+                       dtype, json_output: bool) -> None:
+    """`slactl eigsh STORE`: distributed LOBPCG (SA or LA); rank 0 prints."""
+    import torch.distributed as dist
+
+    from slactl.dist.store_ops import eigsh_store
+    from slactl.errors import ConvergenceError, NotImplementedFeatureError
+
+    if sigma is not None or method not in ("auto", "lobpcg"):
+        raise NotImplementedFeatureError("a partition store is solved by distributed LOBPCG (--which SA or LA); "
+                                         "shift-invert (--sigma) and --method arpack/dense need the whole matrix")
+    failed = None
+    try:
+        try:
+            summary = eigsh_store(store, k=k, which=which.value, preconditioner=preconditioner, tol=tol,
+                                  maxiter=maxiter, dtype=dtype)
+        except ConvergenceError as exc:
+            failed, summary = exc, getattr(exc, "summary", None)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if summary is not None:  # rank 0
+        if json_output:
+            typer.echo(json.dumps(summary))
+        else:
+            _print(summary)
+    if failed is not None:
+        if summary is not None and not json_output:
+            Console(stderr=True).print(f"[red]not converged:[/] {failed}")
+        raise typer.Exit(3)
+
+
 def _print(s: dict) -> None:
     console = Console()
-    title = (f"slactl eigsh: {s['matrix']} (n = {s['n']:,}, nnz = {s['nnz']:,}, {s['dtype']} on {s['device']}) "
+    ranks = f", {s['parts']} ranks" if "parts" in s else ""
+    title = (f"slactl eigsh: {s['matrix']} (n = {s['n']:,}, nnz = {s['nnz']:,}, {s['dtype']} on {s['device']}{ranks}) "
              f"{s['method']}, which {s['which']}" + ("" if s["sigma"] is None else f", sigma {s['sigma']:g}"))
     table = Table(title=title, title_justify="left")
     for col in ("#", "eigenvalue", "residual ||A v - lambda v||"):

@@ -38,7 +38,8 @@ def _matrix(matrix: Optional[Path], gallery: Optional[str], size: Optional[int],
 
 @app.command()
 def gradcheck(
-    matrix: Optional[Path] = typer.Argument(None, help="Matrix file (.mtx, .mtx.gz, .zarr, .npz); or use --gallery."),
+    matrix: Optional[Path] = typer.Argument(None, help="Matrix file (.mtx, .mtx.gz, .zarr, .npz) or partition store "
+                                                      "(distributed: slactl run --procs P -- gradcheck STORE); or use --gallery."),
     op: Operation = typer.Option(Operation.all, "--op", help="Operation to check: solve, eigsh, nonlinear or all."),
     gallery: Optional[str] = typer.Option(None, "--gallery", help="A gallery problem instead of a file (see `slactl.io.gallery`)."),
     size: Optional[int] = typer.Option(None, "--size", help="Size of the gallery problem."),
@@ -57,12 +58,20 @@ def gradcheck(
     import slactl
     from slactl.errors import GradcheckFailure
 
-    dev = _device(device)
-    A, label = _matrix(matrix, gallery, size, getattr(torch, dtype.value), dev)
     tol = rtol if rtol is not None else (1e-6 if dtype is Dtype.float64 else 1e-2)
     console = Console(stderr=json_output)
-    with console.status(f"checking gradients of {label}", spinner="dots") if not json_output else _nothing():
-        report = slactl.gradcheck(op.value, A, directions=directions, eps=eps, seed=seed, rtol=tol, k=k)
+    if matrix is not None and matrix.is_dir() and gallery is None and _is_partition_store(matrix):
+        # distributed: every rank checks its share, rank 0 reports
+        report = _gradcheck_partitioned(matrix, op.value, directions=directions, eps=eps, seed=seed, rtol=tol, k=k,
+                                        dtype=getattr(torch, dtype.value))
+        if report is None:
+            return
+        label = str(matrix)
+    else:
+        dev = _device(device)
+        A, label = _matrix(matrix, gallery, size, getattr(torch, dtype.value), dev)
+        with console.status(f"checking gradients of {label}", spinner="dots") if not json_output else _nothing():
+            report = slactl.gradcheck(op.value, A, directions=directions, eps=eps, seed=seed, rtol=tol, k=k)
     summary = {"matrix": label, **report.to_dict()}
     if json_output:
         typer.echo(json.dumps(summary))
@@ -71,6 +80,25 @@ def gradcheck(
     if not report.passed:
         bad = ", ".join(f"{r.operation} w.r.t. {r.wrt} ({r.relative_error:.2e})" for r in report.failed_rows)
         raise GradcheckFailure(f"{len(report.failed_rows)} check(s) above rtol {tol:g}: {bad}")
+
+
+def _is_partition_store(path: Path) -> bool:
+    from slactl.io.partition_store import is_partition_store
+
+    return is_partition_store(path)
+
+
+def _gradcheck_partitioned(store: Path, op: str, **kw):
+    """The report on rank 0 (None on the other ranks); the process group is torn down either way."""
+    import torch.distributed as dist
+
+    from slactl.dist.store_ops import gradcheck_store
+
+    try:
+        return gradcheck_store(store, op=op, **kw)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 class _nothing:
