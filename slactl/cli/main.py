@@ -11,7 +11,8 @@ from slactl.cli.errors import INTERNAL_ERROR, exit_code_for
 
 app = typer.Typer(
     name="slactl",
-    help="Differentiable sparse linear algebra for PyTorch: solve, inspect, convert and partition sparse matrices.",
+    help="Differentiable sparse linear algebra for PyTorch: solve, find eigenpairs, check gradients, inspect, convert "
+    "and partition sparse matrices, and run the same commands distributed (slactl COMMAND --help for each).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

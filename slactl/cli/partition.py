@@ -36,12 +36,12 @@ def _read_coords(path: Path):
 @app.command()
 def partition(
     matrix: Path = typer.Argument(..., help="Matrix file (.mtx, .mtx.gz, .zarr, .npz)."),
-    parts: int = typer.Option(..., "--parts", help="Number of ranks."),
+    parts: int = typer.Option(..., "--parts", help="Number of ranks (row blocks); run the store on as many ranks."),
     method: Method = typer.Option(Method.metis, "--method", help="metis (graph), rcb (needs --coords) or contiguous."),
     coords: Optional[Path] = typer.Option(None, "--coords", help="Coordinates of the unknowns, one row each (.npy or text)."),
     out: Path = typer.Option(..., "--out", help="The partition store to write (a .zarr directory)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    seed: int = typer.Option(0, help="METIS seed."),
+    seed: int = typer.Option(0, help="Seed of METIS (the partition is the same for the same seed)."),
     json_output: bool = typer.Option(False, "--json", help="Print the partition quality as one JSON object."),
 ) -> None:
     """Partition MATRIX into PARTS row blocks, write one group per rank to OUT, report the quality (exit 7: bad partition)."""

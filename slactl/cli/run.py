@@ -11,7 +11,8 @@ import typer
 from slactl.cli.main import app, err_console
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="[OPTIONS] -- SUBCOMMAND [ARGS]...")
 def run(
     ctx: typer.Context,
     procs: Optional[int] = typer.Option(None, "--procs", help="Number of CPU ranks (Gloo) on this host."),
@@ -22,7 +23,10 @@ def run(
 ) -> None:
     """Run `slactl SUBCOMMAND ARGS` on every rank: slactl run --procs 4 -- solve A.parts.zarr --json.
 
-    A rank that fails stops the others; the run exits with that rank's exit code."""
+    Give exactly one of --procs (Gloo CPU workers on this host) or --gpus (torchrun, NCCL). The
+    subcommands that run distributed on a partition store (`slactl partition`): solve STORE,
+    eigsh STORE, gradcheck STORE; rank 0 prints. A rank that fails stops the others; the run exits
+    with that rank's exit code."""
     from slactl.errors import UsageError
 
     args: List[str] = list(ctx.args)

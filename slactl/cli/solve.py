@@ -83,7 +83,7 @@ def solve(
     rtol: float = typer.Option(1e-8, help="Relative tolerance: ||b - A x|| <= max(rtol ||b||, atol)."),
     atol: float = typer.Option(0.0, help="Absolute tolerance."),
     maxiter: Optional[int] = typer.Option(None, help="Iteration limit of iterative methods."),
-    device: Device = typer.Option(Device.auto, help="Where to solve."),
+    device: Device = typer.Option(Device.auto, help="Where to solve (auto: cuda when torch sees a GPU, else cpu)."),
     dtype: Dtype = typer.Option(Dtype.float64, help="Floating-point type."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write x to this file (.npy, .mtx, .txt, .zarr)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
@@ -185,7 +185,7 @@ def _print_summary(console: Console, s: dict, x) -> None:
 
 
 @app.command()
-def backends(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def backends(json_output: bool = typer.Option(False, "--json", help="Print one JSON list (an object per backend) instead of the table.")) -> None:
     """List every solver backend, what it can do, and whether it is available here (and why not)."""
     from slactl.engine.linear import backend_table
 
