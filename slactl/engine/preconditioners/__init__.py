@@ -8,6 +8,7 @@ name         algorithm                                        symmetric    suits
 ``ilu0``     incomplete LU, zero fill (exact ILU(0))          no           GMRES, BiCGStab
 ``ic0``      incomplete Cholesky, zero fill (exact IC(0))     yes (SPD)    CG, MINRES
 ``amg``      pyamg smoothed aggregation, torch V-cycle        if A is      CG (SPD A), all
+``sa-amg``   smoothed aggregation set up on the device (torch) if A is      CG (SPD A), all
 ============ ================================================ ============ ===================
 """
 
@@ -20,6 +21,7 @@ from slactl.engine.preconditioners.amg import AMG
 from slactl.engine.preconditioners.base import Identity, Preconditioner
 from slactl.engine.preconditioners.incomplete import IC0, ILU0
 from slactl.engine.preconditioners.jacobi import Jacobi
+from slactl.engine.preconditioners.smoothed_aggregation import SmoothedAggregation
 from slactl.errors import UsageError
 
 PRECONDITIONERS: dict[str, type[Preconditioner]] = {
@@ -28,6 +30,7 @@ PRECONDITIONERS: dict[str, type[Preconditioner]] = {
     "ilu0": ILU0,
     "ic0": IC0,
     "amg": AMG,
+    "sa-amg": SmoothedAggregation,
 }
 
 
@@ -78,6 +81,7 @@ __all__ = [
     "ILU0",
     "IC0",
     "AMG",
+    "SmoothedAggregation",
     "PRECONDITIONERS",
     "make_preconditioner",
 ]

@@ -1,0 +1,171 @@
+"""SmoothedAggregation: AMG set up on the device (MIS(2) aggregation, Galerkin products in torch).
+
+References: SciPy graph distances for the aggregation, SciPy products for the Galerkin matrices,
+spsolve for the solutions, dense torch autograd for the gradients, pyamg for iteration counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
+import torch
+
+import slactl
+from precond_matrices import convection_diffusion2d, poisson2d, random_sparse
+from slactl.engine.krylov import cg, gmres
+from slactl.engine.preconditioners import PRECONDITIONERS, SmoothedAggregation
+from slactl.engine.preconditioners._aggregation import aggregate, strength_graph, tentative_prolongator
+from slactl.errors import StructureError
+from slactl.io.gallery import generate
+
+
+def _graph_distances(S: sp.csr_matrix) -> np.ndarray:
+    return csgraph.shortest_path(S, unweighted=True, directed=False)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mis2_aggregation_roots_are_independent_and_cover_every_connected_node(seed):
+    S = random_sparse(300, 0.01, seed=seed, symmetric=True)
+    S = (S + sp.identity(300) * 10).tocsr()
+    A = slactl.SparseMatrix.from_scipy(S)
+    G = strength_graph(A, 0.0, 1, symmetric=True)
+    ids, count, roots = aggregate(G, seed)
+    ids, roots = ids.numpy(), roots.numpy()
+    off = abs(S).tocsr()
+    off.setdiag(0)
+    off.eliminate_zeros()
+    dist = _graph_distances(off)
+    connected = np.asarray((off != 0).sum(axis=1)).ravel() > 0
+    assert set(ids[connected]) == set(range(count)) and (ids[~connected] == -1).all()
+    assert len(roots) == count and (ids[roots] == np.arange(count)).all()
+    for a in range(count):  # every member lies within distance 2 of its root
+        assert dist[roots[a], ids == a].max() <= 2
+    d = dist[np.ix_(roots, roots)]
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > 2  # a distance-2 independent set
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_tentative_prolongator_has_orthonormal_aggregate_columns_and_interpolates_b(k):
+    pr = generate("elasticity2d", 6)
+    A = slactl.SparseMatrix.from_scipy(pr.matrix)
+    B = torch.from_numpy(pr.near_nullspace) if k == 3 else torch.ones(A.shape[0], 1, dtype=torch.float64)
+    ids, count, _ = aggregate(strength_graph(A, 0.0, 2, symmetric=True), 0)
+    tent = tentative_prolongator(ids, count, B, 2)
+    T = tent.T.to_dense()
+    assert T.shape == (A.shape[0], count * k)
+    torch.testing.assert_close(T.T @ T, torch.eye(count * k, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(T @ tent.coarse_nullspace, B, atol=1e-12, rtol=1e-12)
+
+
+def test_galerkin_levels_equal_scipy_triple_products(device):
+    S = poisson2d(40)
+    A = slactl.SparseMatrix.from_scipy(S, device=device)
+    M = SmoothedAggregation(A, max_coarse=20)
+    assert len(M.levels) >= 3 and M.levels[-1].A.shape[0] <= 20
+    for fine, coarse in zip(M.levels, M.levels[1:]):
+        Af, P, R = (m.to_scipy() for m in (fine.A, fine.P, fine.R))
+        np.testing.assert_allclose((R - P.T).toarray(), 0, atol=1e-14)
+        ref = (P.T @ Af @ P).toarray()
+        np.testing.assert_allclose(coarse.A.to_scipy().toarray(), ref, atol=1e-12 * abs(ref).max())
+        # P = (I - omega D^-1 A) T: P - T is D^-1 A T up to the scalar omega
+        assert fine.lambda_max > 0
+    for lv in M.levels:
+        assert lv.A.device.type == device.type
+
+
+@pytest.mark.parametrize(
+    "name,size,limit",
+    [("poisson2d", 64, 15), ("poisson3d", 16, 15), ("anisotropic2d", 64, 20), ("highcontrast2d", 64, 20),
+     ("elasticity2d", 24, 30), ("rgg_laplacian", 3000, 45)],
+)
+def test_pcg_converges_on_the_gallery_and_matches_spsolve(name, size, limit, device):
+    pr = generate(name, size)
+    A = slactl.SparseMatrix.from_scipy(pr.matrix, device=device)
+    opts = {}
+    if pr.near_nullspace is not None:
+        opts = dict(near_nullspace=torch.from_numpy(pr.near_nullspace), block_size=2)
+    b_np = np.random.default_rng(1).standard_normal(A.shape[0])
+    M = SmoothedAggregation(A, **opts)
+    res = cg(A, torch.from_numpy(b_np).to(device), rtol=1e-10, preconditioner=M, maxiter=300)
+    assert res.converged and res.iterations <= limit, (res.iterations, [lv.A.shape[0] for lv in M.levels])
+    x_ref = sp.linalg.spsolve(pr.matrix.tocsc(), b_np)
+    cond_guess = 1e6 if name in ("highcontrast2d", "elasticity2d") else 1e4
+    assert np.linalg.norm(res.x.cpu().numpy() - x_ref) <= 1e-10 * cond_guess * np.linalg.norm(x_ref)
+    assert M.operator_complexity < 4
+
+
+def test_iterations_are_close_to_pyamg_on_poisson():
+    pyamg = pytest.importorskip("pyamg")
+    S = poisson2d(96)
+    A = slactl.SparseMatrix.from_scipy(S)
+    b = np.ones(S.shape[0])
+    ours = cg(A, torch.from_numpy(b), rtol=1e-8, preconditioner=SmoothedAggregation(A)).iterations
+    residuals: list[float] = []
+    pyamg.smoothed_aggregation_solver(S).solve(b, tol=1e-8, accel="cg", residuals=residuals)
+    assert ours <= 1.5 * (len(residuals) - 1) + 2
+
+
+def test_v_cycle_is_symmetric_positive_definite():
+    A = slactl.SparseMatrix.from_scipy(poisson2d(12))
+    M = SmoothedAggregation(A, max_coarse=10)
+    D = M.apply(torch.eye(144, dtype=torch.float64))
+    torch.testing.assert_close(D, D.T, rtol=1e-10, atol=1e-12)
+    assert torch.linalg.eigvalsh(D).min() > 0 and M.positive_definite and M.transpose() is M
+
+
+def test_numeric_resetup_reuses_the_aggregation_and_equals_a_fresh_setup():
+    S = poisson2d(48)
+    A = slactl.SparseMatrix.from_scipy(S)
+    first = SmoothedAggregation(A, theta=0.0)
+    assert not first.reused_aggregates
+    A2 = slactl.SparseMatrix.from_pattern(A.pattern, A.values * torch.linspace(1, 3, A.nnz, dtype=torch.float64))
+    A2 = slactl.SparseMatrix.from_pattern(A.pattern, 0.5 * (A2.values + A2.T.values))  # keep it symmetric
+    again = SmoothedAggregation(A2, theta=0.0)
+    fresh = SmoothedAggregation(A2, theta=0.0, reuse_aggregates=False)
+    assert again.reused_aggregates and not fresh.reused_aggregates
+    r = torch.randn(A.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again.apply(r), fresh.apply(r), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(again.apply(r), first.apply(r))  # the values did change
+
+
+def test_registered_and_usable_through_solve_with_adjoint_gradients():
+    assert PRECONDITIONERS["sa-amg"] is SmoothedAggregation
+    S = poisson2d(10)
+    A0 = slactl.SparseMatrix.from_scipy(S)
+    values = A0.values.clone().requires_grad_(True)
+    b = torch.linspace(0.5, 1.5, S.shape[0], dtype=torch.float64, requires_grad=True)
+    A = slactl.SparseMatrix.from_pattern(A0.pattern, values)
+    x = slactl.solve(A, b, method="cg", preconditioner="sa-amg", rtol=1e-12)
+    (x * torch.arange(S.shape[0], dtype=torch.float64)).sum().backward()
+    dense_values = values.detach().clone().requires_grad_(True)
+    b_ref = b.detach().clone().requires_grad_(True)
+    Ad = slactl.SparseMatrix.from_pattern(A0.pattern, dense_values).to_dense()
+    x_ref = torch.linalg.solve(Ad, b_ref)
+    (x_ref * torch.arange(S.shape[0], dtype=torch.float64)).sum().backward()
+    torch.testing.assert_close(b.grad, b_ref.grad, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(values.grad, dense_values.grad, rtol=1e-8, atol=1e-10)
+
+
+def test_gmres_with_sa_amg_on_a_nonsymmetric_matrix():
+    S = convection_diffusion2d(32, wind=10.0)
+    A = slactl.SparseMatrix.from_scipy(S)
+    b = np.ones(S.shape[0])
+    M = SmoothedAggregation(A)
+    assert not M.symmetric
+    res = gmres(A, torch.from_numpy(b), rtol=1e-10, preconditioner=M, maxiter=200)
+    plain = gmres(A, torch.from_numpy(b), rtol=1e-10, maxiter=2000)
+    assert res.converged and res.iterations < plain.iterations / 3
+    x_ref = sp.linalg.spsolve(S.tocsc(), b)
+    assert np.linalg.norm(res.x.numpy() - x_ref) <= 1e-7 * np.linalg.norm(x_ref)
+    # the transposed hierarchy is exactly M^T
+    E = torch.eye(S.shape[0], dtype=torch.float64)
+    torch.testing.assert_close(M.transpose().apply(E), M.apply(E).T, rtol=1e-10, atol=1e-12)
+
+
+def test_stalled_coarsening_is_a_clear_error():
+    T = sp.diags([-1.0, 6.0, -1.0], [-1, 0, 1], shape=(9000, 9000), format="csr")
+    with pytest.raises(StructureError, match="lower theta"):
+        SmoothedAggregation(slactl.SparseMatrix.from_scipy(T), theta=0.5)
