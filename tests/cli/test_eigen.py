@@ -69,3 +69,24 @@ def test_not_converged_is_exit_3(laplacian, capsys):
 def test_bad_k_is_exit_2(laplacian, capsys):
     path, _ = laplacian
     assert main(["eigsh", str(path), "-k", "0"]) == 2
+
+
+def test_partition_store_runs_distributed(tmp_path):
+    """`slactl run --procs 2 -- eigsh STORE` (distributed LOBPCG, rank 0 prints) against LAPACK."""
+    import subprocess
+    import sys
+
+    a = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(60, 60)) + sp.diags(np.linspace(0.0, 0.3, 60))
+    scipy.io.mmwrite(str(tmp_path / "a.mtx"), a)
+    assert main(["partition", str(tmp_path / "a.mtx"), "--parts", "2", "--method", "contiguous",
+                 "--out", str(tmp_path / "a.parts.zarr")]) == 0
+    r = subprocess.run([sys.executable, "-m", "slactl.cli", "run", "--procs", "2", "--", "eigsh",
+                        str(tmp_path / "a.parts.zarr"), "-k", "3", "--which", "LA", "--tol", "1e-10", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1  # rank 0 alone reports
+    s = json.loads(lines[0])
+    ref = np.linalg.eigvalsh(a.toarray())
+    assert s["parts"] == 2 and s["method"] == "lobpcg" and s["converged"]
+    np.testing.assert_allclose(s["eigenvalues"], ref[-3:], rtol=1e-9)

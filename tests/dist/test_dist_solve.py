@@ -1,7 +1,8 @@
 """Real processes (Gloo on CPU, 2 and 4 ranks): distributed SpMV, Krylov solves with every
 block-Jacobi preconditioner, and adjoint gradients, each compared with the single-process answer.
 
-Each rank count runs in ONE launch (process start-up dominates on a small machine); the workers
+Each rank count runs in ONE launch shared with the other distributed test modules (conftest.py,
+dist_workloads.py: process start-up dominates on a small machine); the workers
 return plain numbers and arrays and every comparison happens here, against references computed in
 this process.
 """
@@ -13,7 +14,6 @@ import scipy.sparse.linalg as spla
 import torch
 
 import slactl
-from slactl.dist import launch
 from slactl.io.gallery import generate
 
 PRECONDITIONERS = ("none", "jacobi", "ilu0", "ic0", "amg")
@@ -135,9 +135,8 @@ def _check_entries(A, parts, gv_ref, rtol):
     np.testing.assert_allclose(gv, gv_ref, rtol=rtol, atol=1e-8 * np.abs(gv_ref).max())
 
 
-@pytest.mark.parametrize("nprocs,pmethod", [(2, "rcb"), (4, "metis")])
-def test_distributed_agrees_with_single_process(nprocs, pmethod):
-    results = launch(_work, nprocs=nprocs, args=(pmethod,), timeout=90)
+def test_distributed_agrees_with_single_process(launched):
+    results = [r["test_dist_solve:_work"] for r in launched[2]]
     for r in results[1:]:  # gathered with root=None: every rank holds the same global answers
         np.testing.assert_array_equal(r["spmv"], results[0]["spmv"])
     out = results[0]
