@@ -31,13 +31,18 @@ halo exchange and all-reduce (:mod:`slactl.dist.profile`; synchronizes at every 
 ``result.info["dist_profile"]``, and ``slactl solve STORE --json`` report them per rank (a second,
 profiled solve after the timed one). ``benchmarks/bench_dist.py`` measures strong and weak scaling.
 
-The engine's LOBPCG (:func:`slactl.engine.eigen.lobpcg.lobpcg`) also runs unchanged on a
-:class:`DistOperator` (pass ``maxiter`` and ``X0`` explicitly so every rank agrees).
+Beyond linear solves: :func:`eigsh` (the engine's LOBPCG on a :class:`DistOperator`, extreme
+eigenvalues, eigenvalue and eigenvector adjoints), :func:`nonlinear_solve` (the engine's
+Newton-Krylov with an all-reduce inner product, implicit-function adjoint) and overlapping additive
+Schwarz (:class:`AdditiveSchwarz`, built by ``BlockJacobi(A, local, overlap=k)``: restricted by
+default, its exact transpose for the adjoint, symmetric with ``restricted=False``). ``slactl
+eigsh STORE`` and ``slactl gradcheck STORE`` run distributed under ``slactl run`` like ``slactl
+solve STORE`` (:mod:`slactl.dist.store_ops`).
 
-Not implemented yet: overlapping Schwarz (``BlockJacobi(..., overlap>0)`` raises
-:class:`~slactl.errors.NotImplementedFeatureError`); distributed ``eigsh`` / ``nonlinear_solve``
-entry points with their adjoints. ``slactl run --gpus`` (torchrun + NCCL) ran on 2 H200 and
-reproduced the single-GPU solution (benchmarks/RESULTS.md); the test suite covers the Gloo path.
+Not implemented: distributed ``which="LM"`` and shift-invert eigenvalues
+(:class:`~slactl.errors.NotImplementedFeatureError`). ``slactl run --gpus`` (torchrun + NCCL) ran on
+2 H200 and reproduced the single-GPU solution (benchmarks/RESULTS.md); the test suite covers the
+Gloo path.
 """
 
 from slactl.dist.eigen import eigsh

@@ -83,7 +83,9 @@ def nonlinear_solve(
     u0 : Tensor ``[n_owned]``
     *params
         Tensors, :class:`DistSparseMatrix` / :class:`SparseMatrix` objects (their ``values`` get
-        gradients) and constants. A parameter that requires grad must do so on every rank.
+        gradients) and constants. A parameter that requires grad must do so on every rank. A
+        parameter replicated on every rank (a scalar coefficient) gets on each rank the share of
+        that rank's residual rows: all-reduce its ``.grad`` for the gradient (as DDP does).
     rtol, atol, maxiter
         Stopping rule and Newton iteration limit.
     line_search : bool
