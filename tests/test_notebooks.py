@@ -22,7 +22,14 @@ PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 def test_notebooks_exist() -> None:
-    assert len(PATHS) >= 4, PATHS
+    assert len(PATHS) >= 8, PATHS
+
+
+def test_readme_lists_every_notebook() -> None:
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    section = readme.split("## Notebooks", 1)[1].split("\n## ", 1)[0]
+    for path in PATHS:
+        assert f"`{path.name}`" in section, f"README's Notebooks section does not list {path.name}"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
