@@ -73,7 +73,7 @@ def test_gradients_match_dense_autograd(name, method):
 
 
 @pytest.mark.parametrize("method,preconditioner", [
-    ("cg", "jacobi"), ("cg", "ic0"), ("cg", "amg"), ("gmres", "ilu0"), ("bicgstab", "ilu0"),
+    ("cg", "jacobi"), ("cg", "ic0"), ("cg", "amg"), ("cg", "sa-amg"), ("gmres", "ilu0"), ("bicgstab", "ilu0"),
     ("gmres", "jacobi"), ("minres", "jacobi"),
 ])
 def test_preconditioned_gradients(method, preconditioner):
@@ -218,6 +218,9 @@ def test_dispatch_explains_its_choice(capsys):
     big = slactl.engine.linear.select(1_000_000, torch.device("cpu"), torch.float64,
                                       slactl.engine.linear.analyze(A))
     assert big.method == "cg" and big.preconditioner == "amg"
+    on_gpu = slactl.engine.linear.select(1_000_000, torch.device("cuda"), torch.float64,
+                                         slactl.engine.linear.analyze(A))
+    assert on_gpu.method == "cg" and on_gpu.preconditioner == "sa-amg"
 
 
 def test_bad_requests_raise_clear_errors():

@@ -23,7 +23,7 @@ def _available(name):
     return BACKENDS[name].availability()[0]
 
 
-CASES = [("spd", "cg", "auto"), ("spd", "cg", "amg"), ("nonsymmetric", "gmres", "ilu0"),
+CASES = [("spd", "cg", "auto"), ("spd", "cg", "amg"), ("spd", "cg", "sa-amg"), ("nonsymmetric", "gmres", "ilu0"),
          ("nonsymmetric", "bicgstab", "jacobi"), ("indefinite", "minres", "auto"),
          ("spd", "direct", "none"), ("nonsymmetric", "direct", "none"), ("indefinite", "direct", "none")]
 
