@@ -154,7 +154,7 @@ def _check_eigsh(A: DistSparseMatrix, k: int, **kw: Any) -> list[GradcheckRow]:
     while k > 1 and labels[k] == labels[k - 1]:
         k -= 1  # never cut a cluster of equal eigenvalues (its eigenvectors are not determined)
     # one weight per cluster: the loss is invariant to rotations inside a cluster, so it has a gradient
-    a = hashed(torch.tensor(labels[:k]), seed + 0.25).to(A.dtype) * 0.5 + 1.0
+    a = hashed(torch.tensor(labels[:k]), seed + 0.25).to(device=A.device, dtype=A.dtype) * 0.5 + 1.0
     C = torch.stack([hashed(A.owned, 5.0), hashed(A.owned, 6.0)], 1).to(A.dtype)
     op = DistOperator(A)
 

@@ -125,7 +125,7 @@ def nonlinear_solve(
     params_l = list(params)
     spec = _spec(params_l)
     detached = spec.detached()
-    n = int(all_reduce_sum(torch.tensor([u0.numel()], dtype=torch.int64)))
+    n = int(all_reduce_sum(torch.tensor([u0.numel()], dtype=torch.int64, device=u0.device)))
     linear = dict(preconditioner=_preconditioner(preconditioner), rtol=linear_rtol, restart=int(restart),
                   maxiter=10 * n if linear_maxiter is None else int(linear_maxiter), adjoint_rtol=adjoint_rtol)
     system = System(lambda u: residual(u, *detached), "matrix-free", linear=linear, reduce=all_reduce_sum)
