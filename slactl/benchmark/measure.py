@@ -29,7 +29,8 @@ MEMORY_MODELS = {
              "outside torch's allocator"),
     "host": ("peak resident set size during the run (VmHWM, reset through /proc/self/clear_refs after "
              "malloc_trim) minus the resident size before it, plus the matrix (CSR arrays) and b, resident "
-             "before the run; freed heap the allocator reuses is not seen, so this is a lower bound"),
+             "before the run; freed heap the allocator reuses is not seen, so this is a lower bound (and every run "
+             "starts with the heap trimmed, its page faults in its time)"),
 }
 BANDWIDTH_MODEL = (
     "bytes per CG iteration = SpMV (nnz (value + index bytes) + (n + 1) index bytes + 2 n value bytes: "

@@ -146,8 +146,10 @@ def markdown(rows: list[Row], cfg: Config, m: dict[str, Any], command: str) -> s
     lines = [f"## slactl bench: {problems} on {cfg.device} ({m['date'][:10]})", "",
              f"Date: {m['date']}. Machine: {machine_line(m)}"]
     if m.get("load_average_start") is not None and load_end is not None:
-        lines[-1] += (f" Load average (1 min) at start / end: {m['load_average_start']:.2f} / {load_end:.2f}"
-                      f"{' (other processes were running)' if max(m['load_average_start'], load_end) > 0.5 * (m['cpu_count'] or 1) else ''}.")
+        # The start figure is the machine before this benchmark; the end one includes its own threads.
+        busy = m["load_average_start"] > 0.5 * (m["cpu_count"] or 1)
+        lines[-1] += (f" Load average (1 min) at start / end: {m['load_average_start']:.2f} / {load_end:.2f} (the end "
+                      f"figure includes this benchmark){'; other processes were running at the start' if busy else ''}.")
     lines += [f"Command: `{command}`", ""]
     lines += [f"- {d}" for d in definitions(cfg)] + [""]
     lines.append("| " + " | ".join(h for _, h in COLUMNS) + " |")
