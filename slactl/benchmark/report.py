@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 import subprocess
@@ -171,13 +172,24 @@ def append_markdown(path: Path, text: str) -> None:
         f.write(sep + text)
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None: the JSON stays strict (json.dumps would write NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(rows: list[Row], cfg: Config, m: dict[str, Any], command: str) -> dict[str, Any]:
-    return {
+    return _finite({
         "command": command, "machine": m, "device": cfg.device, "dtype": str(cfg.dtype).replace("torch.", ""),
         "rtol": cfg.rtol, "repeat": cfg.repeat, "warmup": cfg.warmup, "problems": cfg.problems, "sizes": cfg.sizes,
         "solvers": [s.name for s in cfg.solvers], "definitions": definitions(cfg),
         "rows": [r.to_dict() for r in rows],
-    }
+    })
 
 
 def plot(rows: list[Row], cfg: Config, path: Path, m: dict[str, Any]) -> None:

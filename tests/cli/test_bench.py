@@ -67,3 +67,27 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
                 else ["bench", *args, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_paths(capsys):
+    """Every CUDA path once at 10,000 DOF (run before a GPU benchmark: pytest -m gpu tests/cli/test_bench.py)."""
+    solvers = "auto,cg+jacobi,cg,cudss,cupyx-cg,cupyx-cg+jacobi,torch-cg+jacobi,torch-spsolve,pyamg"
+    assert main(["bench", "poisson2d", "--sizes", "10000", "--solvers", solvers, "--device", "cuda",
+                 "--repeat", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["machine"]["gpus"]
+    rows = {r["solver"]: r for r in out["rows"]}
+    for name, r in rows.items():
+        assert r["status"] in ("ok", "skipped"), r
+        if r["status"] == "skipped":
+            assert name in ("cudss", "cupyx-cg", "cupyx-cg+jacobi", "torch-spsolve", "pyamg") and r["reason"]
+            continue
+        assert r["relres"] < 1.01e-8, r
+        assert r["memory_basis"] == ("host" if name == "pyamg" else "cuda")
+        # The fresh device copy of the matrix is inside the measurement: at least 12 nnz + 4 (n + 1) + 8 n bytes.
+        assert r["peak_bytes_per_dof"] >= (12 * r["nnz"] + 4 * (r["n"] + 1) + 8 * r["n"]) / r["n"], r
+    for name in ("cg+jacobi", "cupyx-cg", "cupyx-cg+jacobi", "torch-cg+jacobi"):
+        if rows[name]["status"] == "ok":
+            assert rows[name]["bandwidth_gbs"] > 0 and rows[name]["iterations"] > 50
