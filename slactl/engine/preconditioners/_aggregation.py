@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from slactl.engine.matrix import SparseMatrix
+from slactl.engine.pattern import index_dtype_for
 
 
 def device_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -155,26 +156,59 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
     crow = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     crow[1:] = torch.cumsum(counts, 0)
     cols = (a[:, None] * k + torch.arange(k, device=dev)[None, :]).reshape(-1)
-    T = SparseMatrix.from_csr(crow, cols, V.reshape(-1), (n, count * k), check=False)
+    idx = index_dtype_for(n + 1, count * k, cols.numel())
+    T = SparseMatrix.from_csr(crow.to(idx), cols.to(idx), V.reshape(-1), (n, count * k), check=False)
     return Tentative(T, R.reshape(count * k, k))
 
 
-def sparse_product(A: SparseMatrix, B: SparseMatrix) -> SparseMatrix:
-    """``A @ B`` (no gradient) with sorted, duplicate-free rows."""
+def sparse_product(A: SparseMatrix, B: SparseMatrix, max_products: int | None = None) -> SparseMatrix:
+    """``A @ B`` (no gradient) with sorted, duplicate-free rows and int32 indices where they fit.
+
+    On CUDA the rows of ``A`` are taken in chunks of at most ``max_products`` scalar products
+    (default ``max(2^22, 4 m)``): cuSPARSE's SpGEMM work space grows with the products, and one
+    call on a 1M-row Poisson ``A @ P`` alone needs ~400 bytes per row.
+    """
     m, n = A.shape[0], B.shape[1]
     if A.device.type == "cpu":
         C = (A.to_scipy() @ B.to_scipy()).tocsr()
         C.sum_duplicates()
         C.sort_indices()
-        return SparseMatrix.from_csr(torch.from_numpy(C.indptr.astype(np.int64)), torch.from_numpy(C.indices.astype(np.int64)),
+        idx = index_dtype_for(m + 1, n, C.nnz)
+        return SparseMatrix.from_csr(torch.from_numpy(C.indptr).to(idx), torch.from_numpy(C.indices).to(idx),
                                      torch.from_numpy(C.data).to(A.dtype), (m, n), check=False)
-    a = A.pattern.torch_csr(A.values.detach())
+    budget = max_products or max(2**22, 4 * m)
+    row_products = (B.pattern.crow[1:] - B.pattern.crow[:-1]).to(torch.int64)[A.col.to(torch.int64)]
+    per_row = torch.zeros(m, dtype=torch.int64, device=A.device).index_add_(0, A.row.to(torch.int64), row_products)
+    cumulative = torch.cumsum(per_row, 0)
+    total = int(cumulative[-1]) if m else 0
+    chunks = max(1, -(-total // budget))
+    cuts = [0] + torch.searchsorted(cumulative, torch.arange(1, chunks, device=A.device) * budget).tolist() + [m]
     b = B.pattern.torch_csr(B.values.detach())
+    crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
+    for r0, r1 in zip(cuts[:-1], cuts[1:]):
+        if r1 <= r0:
+            continue
+        crow, col, val = _product_rows(A, b, r0, r1)
+        crows.append(crow[1:] + offset)
+        cols.append(col)
+        vals.append(val)
+        offset += col.numel()
+    crow = torch.cat(crows)
+    idx = index_dtype_for(m + 1, n, offset)
+    return SparseMatrix.from_csr(crow.to(idx), torch.cat(cols).to(idx), torch.cat(vals), (m, n), check=False)
+
+
+def _product_rows(A: SparseMatrix, b: torch.Tensor, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``r0:r1`` of ``A @ b`` by cuSPARSE: CSR arrays with rows sorted."""
+    crow = A.pattern.crow[r0 : r1 + 1].to(torch.int64)
+    lo, hi = int(crow[0]), int(crow[-1])
+    a = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi].to(torch.int64), A.values.detach()[lo:hi],
+                                size=(r1 - r0, A.shape[1]))
     c = torch.sparse.mm(a, b)
     crow, col, val = c.crow_indices().to(torch.int64), c.col_indices().to(torch.int64), c.values()
-    row = torch.repeat_interleave(torch.arange(m, device=A.device), crow[1:] - crow[:-1])
-    keys = row * n + col
+    rows = torch.repeat_interleave(torch.arange(r1 - r0, device=col.device), crow[1:] - crow[:-1])
+    keys = rows * b.shape[1] + col
     if col.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):  # cuSPARSE's output is sorted; check
         order = torch.argsort(keys)
         col, val = col[order], val[order]
-    return SparseMatrix.from_csr(crow, col, val, (m, n), check=False)
+    return crow, col, val

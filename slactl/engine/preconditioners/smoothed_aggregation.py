@@ -171,8 +171,7 @@ class SmoothedAggregation(AMG):
             T = tentatives[depth].T
             P = _smooth_prolongator(Al, T, inv_diag, lam)
             watch.lap("smoothed P")
-            Rt = P.T  # Galerkin restriction R = P^T, also for nonsymmetric A (see the module docstring)
-            R = SparseMatrix.from_pattern(Rt.pattern, Rt.values.contiguous())
+            R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
             AP = sparse_product(Al, P)
@@ -298,6 +297,16 @@ def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
     ax, ay = op.matvec(x), op.matvec(y)
     scale = torch.linalg.vector_norm(ax) * torch.linalg.vector_norm(y) + torch.linalg.vector_norm(ay) * torch.linalg.vector_norm(x)
     return bool((torch.dot(y, ax) - torch.dot(x, ay)).abs() <= tol * scale)
+
+
+def _transpose(P: SparseMatrix) -> SparseMatrix:
+    """``P^T`` as its own CSR matrix, keeping nothing else: the transpose permutations and COO row
+    indices that ``SparseMatrix.T`` caches for autograd would double the hierarchy's memory."""
+    pattern_t, perm = P.pattern.transpose()
+    R = SparseMatrix.from_csr(pattern_t.crow, pattern_t.col, P.values[perm.to(torch.int64)], (P.shape[1], P.shape[0]), check=False)
+    P.pattern._cache.clear()
+    P.pattern._row = None
+    return R
 
 
 def _inverse_diagonal(A: SparseMatrix) -> torch.Tensor:
