@@ -124,5 +124,5 @@ def test_solver_choice_matches_dispatch():
     from slactl import SparseMatrix
 
     big = SparseMatrix.from_scipy(sp.diags_array([-1.0, 2.5, -1.0], offsets=[-1, 0, 1], shape=(60_000, 60_000)).tocsr())
-    assert _solver_choice(big) == "cg + amg on torch (cpu)"
+    assert _solver_choice(big) == "cg + sa-amg on torch (cpu)"
     assert _solver_choice(SparseMatrix.from_dense(torch.ones(2, 3, dtype=torch.float64))) is None

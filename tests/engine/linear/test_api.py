@@ -217,7 +217,7 @@ def test_dispatch_explains_its_choice(capsys):
     assert "n = 100" in capsys.readouterr().err
     big = slactl.engine.linear.select(1_000_000, torch.device("cpu"), torch.float64,
                                       slactl.engine.linear.analyze(A))
-    assert big.method == "cg" and big.preconditioner == "amg"
+    assert big.method == "cg" and big.preconditioner == "sa-amg"
     on_gpu = slactl.engine.linear.select(1_000_000, torch.device("cuda"), torch.float64,
                                          slactl.engine.linear.analyze(A))
     assert on_gpu.method == "cg" and on_gpu.preconditioner == "sa-amg"
