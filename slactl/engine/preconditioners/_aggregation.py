@@ -161,35 +161,37 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
     return Tentative(T, R.reshape(count * k, k))
 
 
-def sparse_product(A: SparseMatrix, B: SparseMatrix, max_products: int | None = None) -> SparseMatrix:
-    """``A @ B`` (no gradient) with sorted, duplicate-free rows and int32 indices where they fit.
+def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engine: str | None = None) -> SparseMatrix:
+    """``F_1 @ F_2 @ ... @ F_k`` (no gradient): sorted, duplicate-free rows, int32 indices where they fit.
 
-    On CUDA the rows of ``A`` are taken in chunks of at most ``max_products`` scalar products
-    (default ``max(2^22, 4 m)``): cuSPARSE's SpGEMM work space grows with the products, and one
-    call on a 1M-row Poisson ``A @ P`` alone needs ~400 bytes per row.
+    ``engine="scipy"`` (the default on the CPU) multiplies on the host; ``"torch"`` (the default on
+    CUDA: cuSPARSE SpGEMM) takes the rows of ``F_1`` in chunks of at most ``max_products`` scalar
+    products of the first multiplication (default ``max(2^22, 4 m)``) and carries each chunk
+    through all the factors. cuSPARSE's work space grows with the products, and a Galerkin product
+    ``P^T A P`` computed chunk by chunk never holds the full intermediate ``A P`` or ``P^T A``.
     """
-    m, n = A.shape[0], B.shape[1]
-    if A.device.type == "cpu":
-        C = (A.to_scipy() @ B.to_scipy()).tocsr()
+    A = factors[0]
+    m, n = A.shape[0], factors[-1].shape[1]
+    engine = engine or ("scipy" if A.device.type == "cpu" else "torch")
+    if engine == "scipy":
+        C = A.to_scipy()
+        for F in factors[1:]:
+            C = C @ F.to_scipy()
+        C = C.tocsr()
         C.sum_duplicates()
         C.sort_indices()
         idx = index_dtype_for(m + 1, n, C.nnz)
         return SparseMatrix.from_csr(torch.from_numpy(C.indptr).to(idx), torch.from_numpy(C.indices).to(idx),
                                      torch.from_numpy(C.data).to(A.dtype), (m, n), check=False)
-    budget = max_products or max(2**22, 4 * m)
-    row_products = (B.pattern.crow[1:] - B.pattern.crow[:-1]).to(torch.int64)[A.col.to(torch.int64)]
-    per_row = torch.zeros(m, dtype=torch.int64, device=A.device).index_add_(0, A.row.to(torch.int64), row_products)
-    cumulative = torch.cumsum(per_row, 0)
-    total = int(cumulative[-1]) if m else 0
-    chunks = max(1, -(-total // budget))
-    cuts = [0] + torch.searchsorted(cumulative, torch.arange(1, chunks, device=A.device) * budget).tolist() + [m]
-    b = B.pattern.torch_csr(B.values.detach())
+    B = factors[1]
+    cuts = _row_chunks(A, B, max_products or max(2**21, m), max_chunks=16 if max_products is None else 2**62)
+    right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
     for r0, r1 in zip(cuts[:-1], cuts[1:]):
         if r1 <= r0:
             continue
-        crow, col, val = _product_rows(A, b, r0, r1)
-        crows.append(crow[1:] + offset)
+        crow, col, val = _product_rows(A, right, r0, r1)
+        crows.append(crow[1:].to(torch.int64) + offset)
         cols.append(col)
         vals.append(val)
         offset += col.numel()
@@ -198,17 +200,49 @@ def sparse_product(A: SparseMatrix, B: SparseMatrix, max_products: int | None = 
     return SparseMatrix.from_csr(crow.to(idx), torch.cat(cols).to(idx), torch.cat(vals), (m, n), check=False)
 
 
-def _product_rows(A: SparseMatrix, b: torch.Tensor, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows ``r0:r1`` of ``A @ b`` by cuSPARSE: CSR arrays with rows sorted."""
-    crow = A.pattern.crow[r0 : r1 + 1].to(torch.int64)
+def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int = 16) -> list[int]:
+    """Row cuts of ``A`` with about ``budget`` products of ``A @ B`` per chunk, but at most
+    ``max_chunks`` chunks (each costs a few milliseconds of cuSPARSE set-up and two host
+    synchronizations). One int64 prefix sum over the entries of ``A``; no per-entry row or int64
+    index arrays."""
+    m = A.shape[0]
+    lengths = B.pattern.crow[1:] - B.pattern.crow[:-1]
+    prefix = torch.cumsum(lengths[A.col], 0, dtype=torch.int64)  # products up to each entry of A
+    ends = A.pattern.crow[1:].to(torch.int64)
+    per_row_end = torch.where(ends > 0, prefix[(ends - 1).clamp_min(0)], 0) if prefix.numel() else ends
+    total = int(per_row_end[-1]) if m else 0
+    budget = max(budget, -(-total // max_chunks))
+    chunks = max(1, -(-total // budget))
+    if chunks == 1:
+        return [0, m]
+    inner = torch.searchsorted(per_row_end, torch.arange(1, chunks, device=A.device, dtype=torch.int64) * budget)
+    return [0] + inner.tolist() + [m]
+
+
+def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by ``torch.sparse.mm``: CSR arrays, rows sorted."""
+    crow = A.pattern.crow[r0 : r1 + 1]
     lo, hi = int(crow[0]), int(crow[-1])
-    a = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi].to(torch.int64), A.values.detach()[lo:hi],
-                                size=(r1 - r0, A.shape[1]))
-    c = torch.sparse.mm(a, b)
-    crow, col, val = c.crow_indices().to(torch.int64), c.col_indices().to(torch.int64), c.values()
-    rows = torch.repeat_interleave(torch.arange(r1 - r0, device=col.device), crow[1:] - crow[:-1])
-    keys = rows * b.shape[1] + col
-    if col.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):  # cuSPARSE's output is sorted; check
-        order = torch.argsort(keys)
-        col, val = col[order], val[order]
+    c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
+    for b in right:
+        c = _sorted(*_csr_arrays(torch.sparse.mm(c, b)), b.shape[1])
+        c = torch.sparse_csr_tensor(*c, size=(r1 - r0, b.shape[1]))
+    return _csr_arrays(c)
+
+
+def _csr_arrays(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return c.crow_indices(), c.col_indices(), c.values()
+
+
+def _sorted(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, ncols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Columns ascending within every row (cuSPARSE's output already is: one check of one byte per
+    entry; the CPU's is not, and is sorted by row-major keys)."""
+    if col.numel() > 1:
+        row_start = torch.zeros(col.numel(), dtype=torch.bool, device=col.device)
+        starts = crow[1:-1].to(torch.int64)
+        row_start[starts[starts < col.numel()]] = True
+        if not bool(((col[1:] > col[:-1]) | row_start[1:]).all()):
+            rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=col.device), (crow[1:] - crow[:-1]).to(torch.int64))
+            order = torch.argsort(rows * ncols + col.to(torch.int64))
+            col, val = col[order], val[order]
     return crow, col, val

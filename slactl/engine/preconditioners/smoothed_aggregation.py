@@ -174,11 +174,8 @@ class SmoothedAggregation(AMG):
             R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
-            AP = sparse_product(Al, P)
-            watch.lap("A P")
-            Al = sparse_product(R, AP)
-            del AP
-            watch.lap("R (A P)")
+            Al = sparse_product(R, Al, P)  # Galerkin, in row chunks of R (no full R A or A P)
+            watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
             A.pattern._cache[key] = (self.near_nullspace, tentatives[: len(levels) - 1])
         if levels[-1].A.shape[0] > max(4 * self.max_coarse, _DENSE_COARSE_LIMIT):
@@ -322,9 +319,10 @@ def _smooth_prolongator(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor
     """``P = (I - omega D^{-1} A) T``, ``omega = 4 / (3 lambda_max)``, as one SpGEMM ``S @ T``
     (``S`` has ``A``'s pattern; the diagonal is stored, checked by the caller)."""
     omega = 4.0 / (3.0 * lam)
-    S_values = -omega * inv_diag[A.row.to(torch.int64)] * A.values
+    S_values = inv_diag[A.row]  # int32 gather: no int64 copy of the row indices
+    S_values.mul_(A.values.detach()).mul_(-omega)
     rows, pos = A.pattern.diagonal_positions()
-    S_values = S_values.index_add(0, pos.to(A.device), torch.ones_like(pos, dtype=A.dtype, device=A.device))
+    S_values.index_add_(0, pos.to(A.device), torch.ones_like(pos, dtype=A.dtype, device=A.device))
     return sparse_product(SparseMatrix.from_pattern(A.pattern, S_values), T)
 
 
