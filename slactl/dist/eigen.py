@@ -44,8 +44,8 @@ from slactl.errors import ConvergenceError, NotImplementedFeatureError, Structur
 def start_block(A: DistSparseMatrix, m: int, seed: int = 0) -> torch.Tensor:
     """This rank's rows of a pseudo-random ``[n, m]`` block that depends only on the global row ids
     and ``seed`` (the same global block for any partition, never materialized)."""
-    g = A.owned.to(torch.float64)[:, None]
-    j = torch.arange(1, m + 1, dtype=torch.float64)[None, :]
+    g = A.owned.to(torch.float64)[:, None]  # on the host or the device, wherever the ids live
+    j = torch.arange(1, m + 1, dtype=torch.float64, device=g.device)[None, :]
     # a hash of (row, column, seed) mapped to [-1, 1): fractional parts of large sines
     t = torch.sin(g * 12.9898 + j * 78.233 + (seed + 1) * 37.719) * 43758.5453
     return (2 * (t - torch.floor(t)) - 1).to(device=A.device, dtype=A.dtype)

@@ -115,7 +115,8 @@ def _check_solve(A: DistSparseMatrix, symmetric: bool, **kw: Any) -> list[Gradch
 def _check_nonlinear(A: DistSparseMatrix, **kw: Any) -> list[GradcheckRow]:
     from slactl.dist.nonlinear import nonlinear_solve
 
-    amax = torch.tensor([float(A.values.detach().abs().max()) if A.local.nnz else 0.0], dtype=torch.float64)
+    amax = torch.tensor([float(A.values.detach().abs().max()) if A.local.nnz else 0.0], dtype=torch.float64,
+                        device=A.device)  # NCCL reduces device tensors only
     dist.all_reduce(amax, op=dist.ReduceOp.MAX)
     f, w = hashed(A.owned, 3.0).to(A.dtype) * float(amax), hashed(A.owned, 4.0).to(A.dtype)
     # absolute tolerance: the finite-difference solves start at the root (see slactl.engine.gradcheck)
@@ -215,4 +216,4 @@ def gradcheck(op: str, A: DistSparseMatrix, *, directions: int = 3, eps: float |
         else:
             rows += _check_nonlinear(A, **kw)
     return GradcheckReport(rows, float(rtol), h, int(directions), str(A.dtype).replace("torch.", ""), str(A.device),
-                           A.shape, int(_sum(torch.tensor([float(A.local.nnz)]))), info={"parts": dist.get_world_size()})
+                           A.shape, int(_sum(torch.tensor([float(A.local.nnz)], device=A.device))), info={"parts": dist.get_world_size()})

@@ -149,7 +149,7 @@ def _attach_gradients(residual: Callable, spec: ParamSpec, system: System, resul
         F = residual(u, *spec.detached())
     closed = closed_over_leaves(F) if torch.is_tensor(F) and F.requires_grad else []
     wants = float(bool(closed) or any(t.requires_grad for t in tensors))
-    votes = torch.tensor([wants, -wants], dtype=torch.float64)
+    votes = torch.tensor([wants, -wants], dtype=torch.float64, device=u.device)  # NCCL reduces device tensors
     if dist.get_world_size() > 1:
         dist.all_reduce(votes, op=dist.ReduceOp.MAX)
     anyone, everyone = float(votes[0]) > 0, -float(votes[1]) > 0

@@ -195,13 +195,26 @@ class _RowServer:
         return np.diff(sub.indptr), self.local_gid[sub.indices], self.col_owner[sub.indices], sub.data
 
 
+def _wire_device() -> torch.device:
+    """Where set-up messages travel: NCCL moves only CUDA tensors, Gloo host tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _exchange(send: dict[int, torch.Tensor], recv: dict[int, torch.Tensor]) -> None:
-    """Post every send and receive of one round in one batch and wait for them."""
-    ops = [dist.P2POp(dist.isend, t, peer) for peer, t in sorted(send.items())]
-    ops += [dist.P2POp(dist.irecv, t, peer) for peer, t in sorted(recv.items())]
+    """Post every send and receive of one round in one batch and wait for them. The host tensors
+    of ``recv`` are filled; under NCCL the messages go through device buffers."""
+    wire = _wire_device()
+    inbox = {peer: t.to(wire) for peer, t in recv.items()}
+    ops = [dist.P2POp(dist.isend, t.to(wire), peer) for peer, t in sorted(send.items())]
+    ops += [dist.P2POp(dist.irecv, t, peer) for peer, t in sorted(inbox.items())]
     if ops:
         for req in dist.batch_isend_irecv(ops):
             req.wait()
+    if wire.type != "cpu":
+        for peer, t in recv.items():
+            t.copy_(inbox[peer])
 
 
 def _fetch_rows(server: _RowServer, gids: np.ndarray, owner: np.ndarray):
@@ -214,8 +227,10 @@ def _fetch_rows(server: _RowServer, gids: np.ndarray, owner: np.ndarray):
     counts = torch.zeros(world, dtype=torch.int64)
     for p, where in asked.items():
         counts[p] = where.size
-    table = [torch.zeros_like(counts) for _ in range(world)]
-    dist.all_gather(table, counts)
+    wire = _wire_device()
+    table = [torch.zeros_like(counts, device=wire) for _ in range(world)]
+    dist.all_gather(table, counts.to(wire))
+    table = [t.cpu() for t in table]
     askers = {q: int(table[q][rank]) for q in range(world) if int(table[q][rank]) > 0}
     # round 1: the requested ids
     requests = {q: torch.zeros(c, dtype=torch.int64) for q, c in askers.items()}
