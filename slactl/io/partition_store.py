@@ -198,7 +198,9 @@ def write_partition_store(
     --------
     >>> write_partition_store(read("a.mtx"), part, "a.parts.zarr")   # doctest: +SKIP
     """
-    import zarr
+    from slactl.io.zarr_store import import_zarr
+
+    zarr = import_zarr()
 
     from slactl import __version__
 
@@ -223,7 +225,9 @@ def write_partition_store(
 
 
 def _write_rank(root: Path, block: RankBlock, field: str) -> None:
-    import zarr
+    from slactl.io.zarr_store import import_zarr
+
+    zarr = import_zarr()
 
     gpath = root / rank_group_name(block.rank)
     group = zarr.open_group(str(gpath), mode="w-", zarr_format=3)

@@ -37,7 +37,9 @@ def read_vector(path: str | os.PathLike) -> np.ndarray:
             data = scipy.io.mmread(str(path))
             data = data.toarray() if sp.issparse(data) else np.asarray(data)
         else:
-            import zarr
+            from slactl.io.zarr_store import import_zarr
+
+            zarr = import_zarr()
 
             data = np.asarray(zarr.open_array(str(path), mode="r")[...])
     except FormatError:
@@ -71,7 +73,9 @@ def write_vector(x: np.ndarray, path: str | os.PathLike, *, force: bool = False)
     else:
         import shutil
 
-        import zarr
+        from slactl.io.zarr_store import import_zarr
+
+        zarr = import_zarr()
 
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -46,6 +46,18 @@ STORE_VERSION = 1
 Progress = Callable[[str, int, int], None]
 
 
+def import_zarr():
+    """The zarr module, or one clear error: the stores need it, the rest of slactl does not."""
+    try:
+        import zarr
+    except ImportError as exc:
+        from slactl.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"reading or writing a Zarr store needs zarr, which is not installed ({exc}): "
+                                      "pip install zarr") from exc
+    return zarr
+
+
 def _crc(piece: np.ndarray, crc: int) -> int:
     little = piece.astype(piece.dtype.newbyteorder("<"), copy=False)
     return zlib.crc32(np.ascontiguousarray(little).view(np.uint8), crc)
@@ -114,7 +126,7 @@ def write_zarr(
     >>> import binsparse; binsparse.load_binsparse("a.zarr")  # doctest: +SKIP
     CSRMatrix(shape=(...), ...)
     """
-    import zarr
+    zarr = import_zarr()
 
     from slactl import __version__
 
@@ -146,7 +158,7 @@ def write_zarr(
 
 
 def _open_group(path: Path) -> Any:
-    import zarr
+    zarr = import_zarr()
 
     if not path.exists():
         raise FormatError("no such store; check the path", path)

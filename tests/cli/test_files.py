@@ -126,3 +126,11 @@ def test_solver_choice_matches_dispatch():
     big = SparseMatrix.from_scipy(sp.diags_array([-1.0, 2.5, -1.0], offsets=[-1, 0, 1], shape=(60_000, 60_000)).tocsr())
     assert _solver_choice(big) == "cg + sa-amg on torch (cpu)"
     assert _solver_choice(SparseMatrix.from_dense(torch.ones(2, 3, dtype=torch.float64))) is None
+
+def test_missing_zarr_is_one_clear_error(capsys, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now raises ImportError
+    code, _, err = run(capsys, "gallery", "poisson2d", "--size", "8", "--out", tmp_path / "p.zarr")
+    assert code == 4 and err.count("\n") == 1 and "pip install zarr" in err
+    assert not (tmp_path / "p.zarr").exists()
