@@ -101,12 +101,17 @@ def eigenvector_adjoint(info: SymmetricAdjointInfo, gV: torch.Tensor) -> torch.T
     coef = torch.where(near, torch.zeros_like(C), C / torch.where(near, torch.ones_like(D), D))
     W_in = Q @ coef
     rhs = -(gV - Q @ C)
-    # Rows and "any nonzero" summed by base.reduce: on a distributed operator every rank must
-    # take the same branch (the complement solve is collective).
-    rows, nonzero = base.reduce(torch.tensor([float(Q.shape[0]), float(bool((rhs != 0).any()))],
-                                             dtype=rhs.real.dtype, device=rhs.device)).tolist()
-    if Q.shape[1] >= rows or nonzero == 0:
+    # Rows and squared norms summed by base.reduce: on a distributed operator every rank must take
+    # the same branch (the complement solve is collective).
+    rows, rhs_sq, g_sq = base.reduce(torch.stack([
+        torch.tensor(float(Q.shape[0]), dtype=rhs.real.dtype, device=rhs.device),
+        (rhs.abs() ** 2).sum().to(rhs.real.dtype), (gV.abs() ** 2).sum().to(rhs.real.dtype)])).tolist()
+    if Q.shape[1] >= rows:
         return W_in  # every eigenvector is known (dense): nothing outside their span
+    # A gradient inside span(V) (e.g. of sum(V**2)) leaves only rounding outside it: solving for
+    # that noise would not converge and contributes nothing.
+    if rhs_sq <= (64 * torch.finfo(rhs.real.dtype).eps) ** 2 * max(g_sq, torch.finfo(rhs.real.dtype).tiny):
+        return W_in
     w = _complement_solve(info, Q, rhs)
     return W_in + w
 

@@ -191,3 +191,17 @@ def test_gpu_matches_cpu(device, sym300):
         _loss(lam, V, c.to(device)).backward()
         _, _, g = _dense_reference(A.cpu(), which, None, 3, c)
         assert torch.allclose(v.grad.cpu(), g, rtol=1e-7, atol=1e-7 * float(g.abs().max()))
+
+
+@pytest.mark.parametrize("method", ["lobpcg", "arpack"])
+def test_eigenvector_gradient_of_a_loss_inside_the_span_is_zero_not_an_error(method):
+    """sum(V**2) = k for any orthonormal V: its gradient is zero, and the adjoint's projected
+    right-hand side is pure rounding, which must not be 'solved' (it used to raise ConvergenceError)."""
+    import scipy.sparse as sp
+
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(300, 300))
+    A0 = slactl.SparseMatrix.from_scipy(T)
+    v = A0.values.clone().requires_grad_(True)
+    lam, V = slactl.eigsh(slactl.SparseMatrix.from_pattern(A0.pattern, v), k=3, which="SA", method=method)
+    (V**2).sum().backward()
+    assert float(v.grad.abs().max()) < 1e-10
