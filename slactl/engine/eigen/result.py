@@ -104,9 +104,11 @@ class EigenResult:
     def message(self) -> str:
         worst = float((self.residual_norms / self.tolerance.clamp_min(torch.finfo(self.tolerance.dtype).tiny)).max()) if self.residual_norms.numel() else 0.0
         state = "converged" if self.converged else "did not converge"
+        # ARPACK does not report its restart count: iterations is -1 there.
+        after = f" after {self.iterations} iterations" if self.iterations >= 0 else ""
         return (
             f"{self.method} ({self.which}{'' if self.sigma is None else f', sigma={self.sigma:g}'}, preconditioner "
-            f"{self.preconditioner}) {state} after {self.iterations} iterations: worst residual / tolerance "
+            f"{self.preconditioner}) {state}{after}: worst residual / tolerance "
             f"= {worst:.3g}. Raise maxiter, loosen tol, use a preconditioner (amg) or shift-invert (sigma)."
         )
 
