@@ -27,11 +27,10 @@ than cutting a cluster); symmetric directions only. ``nonlinear``: ``A u + u^3 =
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -89,23 +88,11 @@ class GradcheckReport:
         return d
 
 
-@contextlib.contextmanager
-def _count_solves() -> Iterator[list[int]]:
+def _count_solves() -> Any:
     """Count ``Prepared.solve`` calls (every linear solve of every backend) inside the block."""
-    from slactl.engine.linear.base import Prepared
+    from slactl.engine.linear.base import count_solves
 
-    counter = [0]
-    original = Prepared.solve
-
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counter[0] += 1
-        return original(self, *args, **kwargs)
-
-    Prepared.solve = counting
-    try:
-        yield counter
-    finally:
-        Prepared.solve = original
+    return count_solves()
 
 
 def _richardson(loss: Callable[[dict], torch.Tensor], point: dict[str, torch.Tensor], name: str,

@@ -9,8 +9,10 @@ adjoint (backward) pass uses: no re-factorization, no re-analysis.
 from __future__ import annotations
 
 import abc
+import contextlib
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -23,6 +25,25 @@ def residual_norms(A: SparseMatrix, x: torch.Tensor, b: torch.Tensor) -> tuple[t
     """``(||b - A x||, ||b||)`` per column (2-norm)."""
     r = b - A @ x
     return torch.linalg.vector_norm(r, dim=0), torch.linalg.vector_norm(b, dim=0)
+
+
+# Open solve counters (slactl.gradcheck reports the solves of one forward / backward). Process-wide
+# on purpose: the backward of a CUDA solve runs on autograd's device thread, not the caller's.
+_solve_counters: list[list[int]] = []
+_counters_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def count_solves() -> Iterator[list[int]]:
+    """``with count_solves() as n:`` counts every ``Prepared.solve`` (all backends) in ``n[0]``."""
+    counter = [0]
+    with _counters_lock:
+        _solve_counters.append(counter)
+    try:
+        yield counter
+    finally:
+        with _counters_lock:
+            _solve_counters.remove(counter)
 
 
 class Prepared(abc.ABC):
@@ -53,6 +74,10 @@ class Prepared(abc.ABC):
         callback: Callable[[int, float], None] | None = None,
     ) -> SolveResult:
         """Solve ``A x = b`` (not differentiable by itself; `slactl.solve` wraps it in the adjoint)."""
+        if _solve_counters:
+            with _counters_lock:
+                for counter in _solve_counters:
+                    counter[0] += 1
         t0 = time.perf_counter()
         x, status, iterations, history, krylov = self._solve(b, x0, rtol, atol, maxiter, callback)
         if x.is_cuda:
