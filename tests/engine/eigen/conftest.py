@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from eigen_problems import symmetric_matrix
+from problems import symmetric_matrix
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import slactl
 from slactl.engine.eigen import DegenerateEigenvaluesWarning
 from slactl.errors import StructureError, UsageError
 
-from eigen_problems import spd_matrix, symmetric_matrix
+from problems import poisson2d_array as spd_matrix, symmetric_matrix
 
 K = 4
 CASES = [

@@ -12,7 +12,7 @@ from slactl.engine.eigen import lobpcg
 from slactl.engine.krylov import MatrixOperator
 from slactl.engine.preconditioners import make_preconditioner
 
-from eigen_problems import spd_matrix
+from problems import poisson2d_array as spd_matrix
 
 
 class CountingOperator(MatrixOperator):

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 import slactl
-from krylov_problems import poisson2d
+from problems import poisson2d
 from slactl.engine.krylov import Status, cg
 from slactl.engine.preconditioners import Jacobi
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import slactl
-from krylov_problems import poisson2d
+from problems import poisson2d
 from slactl.engine.krylov import METHODS, DenseOperator, FunctionOperator, LinearOperator, MatrixOperator, as_operator
 from slactl.errors import DeviceError, DtypeError, ShapeError, UsageError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import slactl
-from krylov_problems import poisson2d
+from problems import poisson2d
 from slactl.engine.krylov import METHODS, KrylovResult, Status, cg
 from slactl.errors import ConvergenceError
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 import slactl
-from krylov_problems import indefinite2d, poisson2d
+from problems import indefinite2d, poisson2d
 from slactl.engine.krylov import Status, minres
 from slactl.engine.preconditioners import IC0
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 import slactl
-from precond_matrices import convection_diffusion2d, poisson2d
+from problems import convection_diffusion2d, poisson2d
 from slactl.engine.krylov import cg, gmres
 from slactl.engine.preconditioners import AMG
 from slactl.errors import BackendUnavailableError

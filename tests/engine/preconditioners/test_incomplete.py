@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 import slactl
-from precond_matrices import convection_diffusion2d, poisson2d, random_sparse
+from problems import convection_diffusion2d, poisson2d, random_sparse
 from slactl.engine.preconditioners import IC0, ILU0
 from slactl.engine.preconditioners.incomplete import ic0_values, ilu0_values
 from slactl.errors import DtypeError, StructureError

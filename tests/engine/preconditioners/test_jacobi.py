@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 import slactl
-from precond_matrices import convection_diffusion2d
+from problems import convection_diffusion2d
 from slactl.engine.preconditioners import Jacobi, make_preconditioner
 from slactl.errors import StructureError, UsageError
 

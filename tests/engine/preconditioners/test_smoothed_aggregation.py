@@ -13,7 +13,7 @@ import scipy.sparse.csgraph as csgraph
 import torch
 
 import slactl
-from precond_matrices import convection_diffusion2d, poisson2d, random_sparse
+from problems import convection_diffusion2d, poisson2d, random_sparse
 from slactl.engine.krylov import cg, gmres
 from slactl.engine.preconditioners import PRECONDITIONERS, SmoothedAggregation
 from slactl.engine.preconditioners._aggregation import aggregate, strength_graph, tentative_prolongator
