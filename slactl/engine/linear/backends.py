@@ -99,7 +99,7 @@ def _build_krylov(A: SparseMatrix, method: str, preconditioner: Any, structure: 
     from slactl.engine.linear.iterative import KrylovPrepared
 
     options = {}
-    if preconditioner == "amg" and structure is not None:
+    if preconditioner in ("amg", "sa-amg") and structure is not None:
         options["symmetry"] = "symmetric" if structure.symmetric else "nonsymmetric"
     return KrylovPrepared(A, method, preconditioner, restart=kw.get("restart"), preconditioner_options=options)
 

@@ -50,8 +50,8 @@ def strength_graph(A: SparseMatrix, theta: float, block_size: int = 1, symmetric
     """Strong connections of ``A`` on its nodes (``block_size`` consecutive unknowns per node).
 
     ``theta = 0`` keeps every stored off-diagonal entry that is not an explicit zero. The graph is
-    symmetrized (``i ~ j`` when either direction is strong), as aggregation needs; when ``A`` is
-    known to be symmetric its edge list already holds both directions and is used as it is.
+    symmetrized (``i ~ j`` when either direction is strong), as aggregation needs; ``symmetric``
+    says the pattern and values are symmetric, so the edge list already holds both directions.
     """
     row, col, val = A.row, A.col, A.values.detach()
     if block_size > 1:
@@ -142,15 +142,21 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
         return torch.zeros((count,) + x.shape[1:], dtype=dtype, device=dev).index_add_(0, a, x)
 
     R = torch.zeros((count, k, k), dtype=dtype, device=dev)
+    tiny = 1e3 * torch.finfo(dtype).eps
     for j in range(k):
+        before = segment_sum(V[:, j] ** 2).sqrt()
         for _ in range(2 if j else 1):
             if j:
                 h = segment_sum(V[:, :j] * V[:, j : j + 1])  # [count, j]: q_i . v_j per aggregate
                 V[:, j] -= (V[:, :j] * h[a]).sum(1)
                 R[:, :j, j] += h
         norm = segment_sum(V[:, j] ** 2).sqrt()
+        # A column that is (numerically) dependent on the previous ones on this aggregate is zero
+        # in T, not normalized rounding noise (the coarse unknown is then decoupled).
+        dependent = norm <= tiny * before
+        norm = torch.where(dependent, torch.zeros_like(norm), norm)
         R[:, j, j] = norm
-        V[:, j] = V[:, j] / torch.where(norm > 0, norm, 1.0)[a]
+        V[:, j] = V[:, j] / torch.where(norm > 0, norm, 1.0)[a] * (~dependent)[a].to(dtype)
     counts = torch.zeros(n, dtype=torch.int64, device=dev)
     counts[live] = k
     crow = torch.zeros(n + 1, dtype=torch.int64, device=dev)
@@ -196,6 +202,10 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
         vals.append(val)
         offset += col.numel()
     crow = torch.cat(crows)
+    if not cols:  # no rows
+        empty = torch.zeros(0, dtype=torch.int64, device=A.device)
+        return SparseMatrix.from_csr(torch.zeros(m + 1, dtype=torch.int64, device=A.device), empty,
+                                     torch.zeros(0, dtype=A.dtype, device=A.device), (m, n), check=False)
     idx = index_dtype_for(m + 1, n, offset)
     return SparseMatrix.from_csr(crow.to(idx), torch.cat(cols).to(idx), torch.cat(vals), (m, n), check=False)
 

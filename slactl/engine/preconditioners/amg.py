@@ -208,7 +208,7 @@ class AMG(Preconditioner):
         """The V-cycle of the transposed hierarchy: exactly ``M^T`` (``self`` when A is symmetric)."""
         if self.symmetric:
             return self
-        t = AMG.__new__(AMG)
+        t = type(self).__new__(type(self))
         t.__dict__.update(self.__dict__)
         t.levels = [
             Level(lv.A.T, None if lv.R is None else lv.R.T, None if lv.P is None else lv.P.T, lv.inv_diag, lv.lambda_max)

@@ -8,16 +8,19 @@ seconds at 1M unknowns), every set-up step here is a torch operation on the devi
    rigid-body modes for elasticity), one QR per aggregate, batched;
 3. Jacobi-smoothed prolongation ``P = (I - omega D^{-1} A) T`` with
    ``omega = 4 / (3 lambda_max(D^{-1} A))`` (lambda_max from 10 Lanczos steps on the device);
-4. the Galerkin coarse matrix ``A_c = P^T A P`` (cuSPARSE SpGEMM);
-repeated until at most ``max_coarse`` unknowns remain, solved by a dense Cholesky (LU if that
-fails). The cycle, the smoothers (Chebyshev by default, Jacobi) and the transpose are those of
+4. the Galerkin coarse matrix ``A_c = P^T A P`` (cuSPARSE SpGEMM, in row chunks of ``P^T``);
+repeated until at most ``max_coarse`` unknowns remain (or ``max_levels`` is reached, or aggregation
+stops reducing the size), the coarsest solved by a dense Cholesky (LU if that fails).
+lambda_max comes from 10 Lanczos steps kept on the device when A is symmetric with a positive
+diagonal, else from the Arnoldi estimate of :class:`AMG`. The cycle, the smoothers (Chebyshev by default, Jacobi) and the transpose are those of
 :class:`AMG`, so both hierarchies are applied by the same code.
 
 Numeric-only re-set-up: the aggregates and ``T`` depend on the pattern (and on the values only
-through ``theta``); they are cached on the pattern, so a new ``SmoothedAggregation`` of a matrix
+through ``theta`` and explicitly stored zeros); they are cached on the pattern, so a new ``SmoothedAggregation`` of a matrix
 with the same pattern and new values (a training loop, Newton steps) redoes only steps 3-4. With
 ``theta > 0`` the aggregates of the first matrix are kept ("frozen" aggregation); pass
-``reuse_aggregates=False`` to re-aggregate.
+``reuse_aggregates=False`` to re-aggregate. The finest level shares ``A``'s values: after
+changing them in place, build a new preconditioner.
 
 Restriction is ``R = P^T`` on every level (Galerkin). For a nonsymmetric ``A`` the hierarchy is
 still valid (GMRES / BiCGStab), but pyamg's nonsymmetric variant, which smooths ``R`` with
@@ -115,6 +118,8 @@ class SmoothedAggregation(AMG):
             raise UsageError("degree, block_size, max_levels and max_coarse must be positive integers")
         if not theta >= 0:
             raise UsageError(f"theta must be >= 0, got {theta}")
+        if symmetry not in (None, "symmetric", "hermitian", "nonsymmetric"):
+            raise UsageError(f"symmetry must be 'symmetric', 'hermitian', 'nonsymmetric' or None, got {symmetry!r}")
         self.theta, self.block_size, self.seed = float(theta), int(block_size), int(seed)
         self.near_nullspace = near_nullspace
         self.smoother, self.degree = smoother, int(degree)
@@ -135,14 +140,17 @@ class SmoothedAggregation(AMG):
         n = A.shape[0]
         if n % self.block_size:
             raise ShapeError(f"block_size {self.block_size} does not divide the {n} rows")
+        self._graphs = {}  # graphs captured on a previous hierarchy must never replay
         self.symmetric = self.symmetry in ("symmetric", "hermitian") if self.symmetry else _symmetric(A)
+        # The strength graph may skip symmetrization only for a structurally symmetric pattern.
+        symmetric_pattern = self.symmetric and _symmetric_pattern(A)
         B = self._nullspace(A)
         key = ("sa-amg", self.theta, self.block_size, self.max_levels, self.max_coarse, self.seed, A.dtype)
         cached = A.pattern._cache.get(key) if self.reuse_aggregates else None
-        if cached is not None and cached[0] is self.near_nullspace:
-            tentatives, self.reused_aggregates = cached[1], True
+        if cached is not None and _same_nullspace(cached[0], self.near_nullspace):
+            tentatives, stalled, self.reused_aggregates = cached[1], cached[2], True
         else:
-            tentatives, self.reused_aggregates = [], False
+            tentatives, stalled, self.reused_aggregates = [], False, False
         levels: list[Level] = []
         watch = _Stopwatch(A.device)
         Al = SparseMatrix.from_pattern(A.pattern, A.values.detach())
@@ -155,15 +163,17 @@ class SmoothedAggregation(AMG):
                 levels.append(Level(Al, None, None, inv_diag, lam))
                 break
             if depth >= len(tentatives):
-                if self.reused_aggregates:  # cached hierarchy was shorter: cannot happen for a fixed pattern
-                    raise StructureError("sa-amg: cached aggregation does not match the matrix")
-                G = strength_graph(Al, self.theta, self.block_size if depth == 0 else B.shape[1], self.symmetric)
+                if self.reused_aggregates:  # the cached set-up stopped coarsening here (stalled)
+                    levels.append(Level(Al, None, None, inv_diag, 0.0))
+                    break
+                G = strength_graph(Al, self.theta, self.block_size if depth == 0 else B.shape[1], symmetric_pattern)
                 watch.lap("strength")
                 ids, count, _ = aggregate(G, self.seed + depth)
                 del G
                 watch.lap("aggregation")
                 if count == 0 or count * B.shape[1] >= 0.9 * Al.shape[0]:  # coarsening stalled
                     levels.append(Level(Al, None, None, inv_diag, 0.0))
+                    stalled = True
                     break
                 tentatives.append(tentative_prolongator(ids, count, B, self.block_size if depth == 0 else B.shape[1]))
                 B = tentatives[-1].coarse_nullspace
@@ -174,15 +184,17 @@ class SmoothedAggregation(AMG):
             R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
-            Al = sparse_product(R, Al, P)  # Galerkin, in row chunks of R (no full R A or A P)
+            Al = _unit_diagonal_where_empty(sparse_product(R, Al, P))  # Galerkin, in row chunks of R
             watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
-            A.pattern._cache[key] = (self.near_nullspace, tentatives[: len(levels) - 1])
+            snapshot = None if self.near_nullspace is None else torch.as_tensor(self.near_nullspace).clone()
+            A.pattern._cache[key] = (snapshot, tentatives[: len(levels) - 1], stalled)
         if levels[-1].A.shape[0] > max(4 * self.max_coarse, _DENSE_COARSE_LIMIT):
+            advice = (f"with theta={self.theta} too few connections are strong: lower theta (0 keeps all)" if self.theta > 0
+                      else "the matrix graph has too few off-diagonal connections to aggregate")
             raise StructureError(
                 f"sa-amg: coarsening stalled at {levels[-1].A.shape[0]} unknowns (level {len(levels) - 1}), too many "
-                f"for the dense coarse solve: with theta={self.theta} too few connections are strong; lower theta "
-                f"(0 keeps all) or raise max_levels"
+                f"for the dense coarse solve: {advice}; or use another preconditioner (jacobi, ic0)"
             )
         self.levels = levels
         self._factor_coarse()
@@ -195,8 +207,8 @@ class SmoothedAggregation(AMG):
             return torch.ones((A.shape[0], 1), dtype=A.dtype, device=A.device)
         B = torch.as_tensor(self.near_nullspace).to(device=A.device, dtype=A.dtype)
         B = B[:, None] if B.dim() == 1 else B
-        if B.dim() != 2 or B.shape[0] != A.shape[0]:
-            raise ShapeError(f"near_nullspace must have shape [{A.shape[0]}, k], got {tuple(B.shape)}")
+        if B.dim() != 2 or B.shape[0] != A.shape[0] or B.shape[1] < 1:
+            raise ShapeError(f"near_nullspace must have shape [{A.shape[0]}, k] with k >= 1, got {tuple(B.shape)}")
         return B
 
     # ----------------------------------------------------------------------------- apply
@@ -280,18 +292,56 @@ def _capture(cycle, r: torch.Tensor):
     return graph, static_in, static_out
 
 
+def _same_nullspace(cached: Any, B: Any) -> bool:
+    """The cached aggregation was built for this near-nullspace (by value, not identity)."""
+    if cached is None or B is None:
+        return cached is None and B is None
+    B = torch.as_tensor(B)
+    return cached.shape == B.shape and cached.dtype == B.dtype and bool(torch.equal(cached, B.to(cached.device)))
+
+
+def _unit_diagonal_where_empty(A: SparseMatrix) -> SparseMatrix:
+    """A coarse unknown whose prolongator column is zero (a near-nullspace vector that is
+    rank-deficient on an aggregate) has an empty row and column: give it a unit diagonal, a decoupled
+    unknown whose coarse correction is zero, instead of a singular coarse matrix."""
+    d = A.diagonal()
+    empty = d == 0
+    if not bool(empty.any()):
+        return A
+    rows = torch.nonzero(empty).flatten()
+    one = SparseMatrix(torch.ones(rows.numel(), dtype=A.dtype, device=A.device), rows, rows, A.shape)
+    from slactl.engine.ops.elementwise import add
+
+    with torch.no_grad():
+        return add(A, one)
+
+
+def _symmetric_pattern(A: SparseMatrix) -> bool:
+    """Structural symmetry, tested as ``sum h(i) g(j) == sum h(j) g(i)`` over the stored ``(i, j)``
+    for random ``h, g``: an entry without its mirror changes the difference by O(1) against rounding
+    of O(eps nnz), so even one is seen."""
+    gen = device_generator(A.device, 2)
+    h, g = torch.rand((2, A.shape[0]), generator=gen, device=A.device, dtype=torch.float64)
+    row, col = A.row, A.col
+    forward, backward = (h[row] * g[col]).sum(), (h[col] * g[row]).sum()
+    return bool((forward - backward).abs() <= 1e-9 * forward.abs().clamp_min(1.0))
+
+
 def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
     """``A == A^T`` up to ``tol``, tested as ``y^T (A x) == x^T (A y)`` for random ``x, y``.
 
     Two SpMVs instead of forming the transpose (a sort of all entries: the most expensive step of
-    the set-up at 16M unknowns, and its memory peak). A nonsymmetric ``A`` passes only if
-    ``A - A^T`` is orthogonal to ``x y^T``, which random vectors avoid with probability one.
+    the set-up at 16M unknowns, and its memory peak). The test is relative to ``||A x|| ||y||``, so
+    an asymmetry confined to a few entries is diluted by about ``n``: a matrix that is symmetric up
+    to such a perturbation is treated as symmetric (R = P^T either way; only the transpose and the
+    Cholesky coarse solve depend on it). The strength graph checks the pattern separately.
     """
     if A.shape[0] != A.shape[1]:
         return False
     x, y = torch.rand((2, A.shape[0]), generator=device_generator(A.device, 1), device=A.device, dtype=A.dtype) - 0.5
     op = MatrixOperator(A)
     ax, ay = op.matvec(x), op.matvec(y)
+    tol = max(tol, 16 * torch.finfo(A.dtype).eps * A.shape[0] ** 0.5)  # the dots' own rounding (float32)
     scale = torch.linalg.vector_norm(ax) * torch.linalg.vector_norm(y) + torch.linalg.vector_norm(ay) * torch.linalg.vector_norm(x)
     return bool((torch.dot(y, ax) - torch.dot(x, ay)).abs() <= tol * scale)
 

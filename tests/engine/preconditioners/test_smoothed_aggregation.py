@@ -203,3 +203,69 @@ def test_chunked_torch_triple_product_equals_scipy(max_products, device):
     np.testing.assert_allclose(C.data, ref.data, rtol=1e-13, atol=1e-13)
     two = sparse_product(A, P, max_products=max_products, engine="torch").to_scipy()
     np.testing.assert_allclose(two.toarray(), (S @ P.to_scipy()).toarray(), rtol=1e-13, atol=1e-13)
+
+
+def test_a_stalled_setup_can_be_repeated_and_reused_with_new_values():
+    T = sp.diags([-1.0, 30.0, -1.0], [-1, 0, 1], shape=(3000, 3000), format="csr")  # no strong connection
+    A = slactl.SparseMatrix.from_scipy(T)
+    b = torch.ones(3000, dtype=torch.float64)
+    ref = sp.linalg.spsolve(T.tocsc(), b.numpy())
+    for values in (A.values, A.values, A.values * 1.01):
+        Ai = slactl.SparseMatrix.from_pattern(A.pattern, values)
+        x = slactl.solve(Ai, b, method="cg", preconditioner="sa-amg", rtol=1e-12)
+        scale = float(values[0] / A.values[0])
+        assert np.linalg.norm(x.numpy() * scale - ref) <= 1e-9 * np.linalg.norm(ref)
+
+
+def test_rank_deficient_near_nullspace_gives_decoupled_coarse_unknowns_not_a_singular_level():
+    pr = generate("anisotropic2d", 32)  # line aggregates: [1, x, y] has rank 2 on each of them
+    A = slactl.SparseMatrix.from_scipy(pr.matrix)
+    xy = torch.from_numpy(pr.coordinates)
+    B = torch.cat([torch.ones(A.shape[0], 1, dtype=torch.float64), xy], 1)
+    M = SmoothedAggregation(A, near_nullspace=B, max_coarse=50)
+    res = cg(A, torch.ones(A.shape[0], dtype=torch.float64), preconditioner=M, rtol=1e-10, maxiter=300)
+    assert res.converged
+    # T is orthonormal where nonzero: every column is a unit vector or zero (dependent on the aggregate)
+    ids, count, _ = aggregate(strength_graph(A, M.theta, 1, symmetric=True), M.seed)
+    tent = tentative_prolongator(ids, count, B)
+    G = tent.T.to_dense()
+    norms = G.norm(dim=0)
+    assert bool(((norms - 1).abs() < 1e-12).logical_or(norms == 0).all()) and bool((norms == 0).any())
+
+
+def test_float32_symmetric_matrix_is_recognised_as_symmetric():
+    A = slactl.SparseMatrix.from_scipy(poisson2d(30), dtype=torch.float32)
+    M = SmoothedAggregation(A)
+    assert M.symmetric and M.positive_definite and M.transpose() is M
+
+
+def test_a_one_sided_entry_makes_the_strength_graph_symmetric_again():
+    S = poisson2d(20).tolil()
+    S[0, 57] = -1e-9  # no mirror entry: the pattern is not symmetric, the values almost are
+    A = slactl.SparseMatrix.from_scipy(S.tocsr())
+    from slactl.engine.preconditioners.smoothed_aggregation import _symmetric_pattern
+
+    assert not _symmetric_pattern(A) and _symmetric_pattern(slactl.SparseMatrix.from_scipy(poisson2d(20)))
+    M = SmoothedAggregation(A, theta=0.0)
+    assert cg(A, torch.ones(400, dtype=torch.float64), preconditioner=M).converged
+
+
+def test_near_nullspace_cache_is_keyed_by_value():
+    pr = generate("elasticity2d", 8)
+    A = slactl.SparseMatrix.from_scipy(pr.matrix)
+    B = torch.from_numpy(pr.near_nullspace)
+    SmoothedAggregation(A, near_nullspace=B, block_size=2)
+    assert SmoothedAggregation(A, near_nullspace=B.clone(), block_size=2).reused_aggregates
+    B2 = B.clone()
+    B2[:, 2] *= 2.0
+    assert not SmoothedAggregation(A, near_nullspace=B2, block_size=2).reused_aggregates
+
+
+def test_invalid_options_are_usage_errors():
+    from slactl.errors import ShapeError, UsageError
+
+    A = slactl.SparseMatrix.from_scipy(poisson2d(8))
+    with pytest.raises(UsageError, match="symmetry"):
+        SmoothedAggregation(A, symmetry="SPD")
+    with pytest.raises(ShapeError, match="k >= 1"):
+        SmoothedAggregation(A, near_nullspace=torch.zeros(64, 0, dtype=torch.float64))
