@@ -1,5 +1,5 @@
 """Strong and weak scaling of distributed PCG on one node: 2D Poisson, b = ones, CG with
-block-Jacobi(jacobi), rtol 1e-8, through the shell path a user takes.
+block-Jacobi(jacobi by default; --preconditioner sa-amg for local AMG), rtol 1e-8, through the shell path a user takes.
 
 Every matrix is written by ``slactl gallery poisson2d``, split by ``slactl partition`` (contiguous
 by default, or metis) into a temporary directory, and solved by
@@ -117,7 +117,7 @@ def run_dist(work: Path, size: int, k: int, args: argparse.Namespace, env: dict,
     xout = work / f"x{size}_{k}.npy"
     launch = ["run", "--procs", str(k)] if args.cpu else ["run", "--gpus", str(k)]
     cmd = slactl(*launch, "--timeout", str(int(args.peer_timeout)), "--", "solve", str(store), "--method", "cg",
-                 "--preconditioner", "jacobi", "--rtol", str(args.rtol), "--json", "--out", str(xout), "--force")
+                 "--preconditioner", args.preconditioner, "--rtol", str(args.rtol), "--json", "--out", str(xout), "--force")
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t
@@ -134,7 +134,7 @@ def run_dist(work: Path, size: int, k: int, args: argparse.Namespace, env: dict,
 def run_plain(work: Path, size: int, args: argparse.Namespace, env: dict, timeout: float) -> dict:
     xout = work / f"x{size}_plain.npy"
     cmd = slactl("solve", str(work / f"p{size}.zarr"), "--device", "cpu" if args.cpu else "cuda", "--method", "cg",
-                 "--preconditioner", "jacobi", "--rtol", str(args.rtol), "--json", "--out", str(xout), "--force")
+                 "--preconditioner", args.preconditioner, "--rtol", str(args.rtol), "--json", "--out", str(xout), "--force")
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     summary = last_json(p.stdout)
@@ -230,7 +230,7 @@ def header(args: argparse.Namespace, prep: dict | None) -> str:
         dev = (f"{len(names) or '?'} x {names[0] if names else 'GPU'} on the node, torch {torch.__version__}, "
                "NCCL with NVLink multicast off")
     lines = [f"Distributed PCG scaling, {_dt.date.today().isoformat()}: {dev}; host {platform.node()}, "
-             f"{os.cpu_count()} CPUs. 2D Poisson, b = ones, CG + block-Jacobi(jacobi), rtol {args.rtol:g}, "
+             f"{os.cpu_count()} CPUs. 2D Poisson, b = ones, CG + block-Jacobi({args.preconditioner}), rtol {args.rtol:g}, "
              f"{args.partition} partition. Command: `{' '.join([Path(sys.executable).name] + sys.argv)}`.",
              "",
              "Solve time: after warm-up, no synchronization inside. compute / halo / all-reduce: ms per iteration of a "
@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weak-size", type=int, default=2000, help="Weak scaling grid side per rank (default 2000: 4M DOF per rank; 0 skips).")
     ap.add_argument("--partition", choices=("contiguous", "metis"), default="contiguous")
     ap.add_argument("--rtol", type=float, default=1e-8)
+    ap.add_argument("--preconditioner", default="jacobi",
+                    help="Local preconditioner of block Jacobi (and of the 1-device reference): jacobi (default), sa-amg, ic0...")
     ap.add_argument("--no-plain", action="store_true", help="Skip the plain single-device `slactl solve` reference.")
     ap.add_argument("--no-profile", action="store_true", help="No profiled repeat solve (no compute/halo/all-reduce split).")
     ap.add_argument("--budget", type=float, default=480.0, help="Seconds; runs that would start later are skipped (default 480).")
