@@ -57,6 +57,15 @@ class Level:
         return r * (self.inv_diag if r.dim() == 1 else self.inv_diag[:, None])
 
 
+def cycle_options(smoother: str, degree: int) -> tuple[str, int]:
+    """Validated smoother name and degree of the V-cycle (shared by every AMG set-up)."""
+    if smoother not in SMOOTHERS:
+        raise UsageError(f"smoother must be one of {SMOOTHERS}, got {smoother!r}")
+    if int(degree) < 1:
+        raise UsageError(f"degree must be a positive integer, got {degree}")
+    return smoother, int(degree)
+
+
 def _import_pyamg() -> Any:
     try:
         import pyamg
@@ -116,11 +125,7 @@ class AMG(Preconditioner):
         symmetry: str | None = None,
         **pyamg_options: Any,
     ):
-        if smoother not in SMOOTHERS:
-            raise UsageError(f"smoother must be one of {SMOOTHERS}, got {smoother!r}")
-        if int(degree) < 1:
-            raise UsageError(f"degree must be a positive integer, got {degree}")
-        self.smoother, self.degree = smoother, int(degree)
+        self.smoother, self.degree = cycle_options(smoother, degree)
         self.options = dict(pyamg_options, max_levels=max_levels, max_coarse=max_coarse)
         self.symmetry = symmetry
         self.levels: list[Level] = []

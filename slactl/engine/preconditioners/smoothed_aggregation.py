@@ -44,7 +44,7 @@ from slactl.engine.preconditioners._aggregation import (
     strength_graph,
     tentative_prolongator,
 )
-from slactl.engine.preconditioners.amg import AMG, SMOOTHERS, Level, _lambda_max
+from slactl.engine.preconditioners.amg import AMG, Level, _lambda_max, cycle_options
 from slactl.errors import DtypeError, ShapeError, StructureError, UsageError
 
 
@@ -112,17 +112,15 @@ class SmoothedAggregation(AMG):
         seed: int = 0,
         cuda_graph: bool = True,
     ):
-        if smoother not in SMOOTHERS:
-            raise UsageError(f"smoother must be one of {SMOOTHERS}, got {smoother!r}")
-        if int(degree) < 1 or int(block_size) < 1 or int(max_levels) < 1 or int(max_coarse) < 1:
-            raise UsageError("degree, block_size, max_levels and max_coarse must be positive integers")
+        self.smoother, self.degree = cycle_options(smoother, degree)
+        if int(block_size) < 1 or int(max_levels) < 1 or int(max_coarse) < 1:
+            raise UsageError("block_size, max_levels and max_coarse must be positive integers")
         if not theta >= 0:
             raise UsageError(f"theta must be >= 0, got {theta}")
         if symmetry not in (None, "symmetric", "hermitian", "nonsymmetric"):
             raise UsageError(f"symmetry must be 'symmetric', 'hermitian', 'nonsymmetric' or None, got {symmetry!r}")
         self.theta, self.block_size, self.seed = float(theta), int(block_size), int(seed)
         self.near_nullspace = near_nullspace
-        self.smoother, self.degree = smoother, int(degree)
         self.max_levels, self.max_coarse = int(max_levels), int(max_coarse)
         self.symmetry = symmetry
         self.reuse_aggregates = reuse_aggregates
