@@ -269,3 +269,15 @@ def test_invalid_options_are_usage_errors():
         SmoothedAggregation(A, symmetry="SPD")
     with pytest.raises(ShapeError, match="k >= 1"):
         SmoothedAggregation(A, near_nullspace=torch.zeros(64, 0, dtype=torch.float64))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_re_setup_drops_the_graphs_of_the_previous_hierarchy():
+    A = slactl.SparseMatrix.from_scipy(poisson2d(40), device="cuda")
+    M = SmoothedAggregation(A)
+    r = torch.ones(A.shape[0], dtype=torch.float64, device="cuda")
+    M.apply(r)  # captures a graph on the first hierarchy
+    A2 = slactl.SparseMatrix.from_pattern(A.pattern, 2.0 * A.values)
+    M.setup(A2)
+    torch.testing.assert_close(M.apply(r), SmoothedAggregation(A2, cuda_graph=False).apply(r), rtol=1e-12, atol=1e-12)
