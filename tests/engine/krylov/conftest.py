@@ -3,32 +3,11 @@ GPU) and the problem catalog (built with scipy, independent of slactl's io / gal
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 import krylov_problems
-
-
-@pytest.fixture(
-    params=[
-        "cpu",
-        pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
-    ]
-)
-def device(request) -> torch.device:
-    return torch.device(request.param)
+import pytest
+from device_fixtures import _one_thread, device  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(scope="session")
 def catalog() -> dict:
     return krylov_problems.catalog()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: torch's intra-op threads only add synchronization (and on a
-    shared 2-core machine, contention that makes each vector operation many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
