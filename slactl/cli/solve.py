@@ -79,7 +79,8 @@ def solve(
     rhs: str = typer.Option("ones", "--rhs", help="ones, random, or a file (.npy, .mtx, .txt, .zarr)."),
     method: str = typer.Option("auto", help="auto, direct, cg, bicgstab, gmres, minres."),
     backend: str = typer.Option("auto", help="auto, superlu, cudss, cupyx, torch (see `slactl backends`)."),
-    preconditioner: str = typer.Option("auto", help="auto, none, jacobi, ilu0, ic0, amg."),
+    preconditioner: str = typer.Option("auto", help="auto, none, jacobi, ilu0, ic0, amg, sa-amg; for a partition store also dist-amg "
+                                        "(AMG with global coarse levels, auto for CG); other names are block Jacobi there."),
     rtol: float = typer.Option(1e-8, help="Relative tolerance: ||b - A x|| <= max(rtol ||b||, atol)."),
     atol: float = typer.Option(0.0, help="Absolute tolerance."),
     maxiter: Optional[int] = typer.Option(None, help="Iteration limit of iterative methods."),

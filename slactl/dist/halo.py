@@ -143,6 +143,91 @@ class HaloPlan:
 
         return HaloExchange(reqs, finish)
 
+    def broadcast_rows(self, crow: torch.Tensor, *columns: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Variable-length records of the owned rows, sent to their ghosts (a set-up step: e.g.
+        the prolongator rows of the halo nodes).
+
+        Row ``i`` owns the entries ``crow[i]:crow[i + 1]`` of every array of ``columns`` (a CSR
+        layout). Returns ``(ghost_crow, *ghost_columns)``: the same layout for the ghosts, in halo
+        order. Two rounds of messages (lengths, then every array in one batch) and one host
+        synchronization (the message sizes)."""
+        rows = self._send_index
+        return self._ragged(crow, columns, rows, self._send_slices, self.n_halo, self.recvs)
+
+    def reduce_rows(self, ghost_crow: torch.Tensor, *ghost_columns: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Variable-length records of the ghosts, sent to their owners (the transpose of
+        :meth:`broadcast_rows`; e.g. the coarse-matrix rows a rank computed for other ranks'
+        aggregates). Returns ``(owner_rows, crow, *columns)``: one record per (ghost, neighbour)
+        in the order of the send lists, ``owner_rows`` the owned row each record belongs to (a row
+        sent to several neighbours gets several records: sum them)."""
+        rows = torch.arange(self.n_halo, device=ghost_crow.device)
+        out = self._ragged(ghost_crow, ghost_columns, rows, self.recvs, int(self._send_index.numel()), self._send_slices)
+        return (self._send_index, *out)
+
+    def _ragged(self, crow: torch.Tensor, columns: tuple, rows: torch.Tensor, src_slices: list, n_out: int,
+                dst_slices: list) -> tuple[torch.Tensor, ...]:
+        """Send the records of ``rows`` (``src_slices``: (peer, lo, hi) over ``rows``) and receive
+        ``n_out`` records (``dst_slices`` over them)."""
+        device = crow.device
+        lengths = (crow[1:] - crow[:-1]).to(torch.int64).index_select(0, rows)
+        out_lengths = self._move(lengths, src_slices, n_out, dst_slices)
+        out_crow = torch.zeros(n_out + 1, dtype=torch.int64, device=device)
+        torch.cumsum(out_lengths, 0, out=out_crow[1:])
+        src_crow = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=device)
+        torch.cumsum(lengths, 0, out=src_crow[1:])
+        # position in ``columns`` of every entry of the sent records
+        within = torch.arange(int(src_crow[-1]), device=device) - torch.repeat_interleave(src_crow[:-1], lengths)
+        positions = torch.repeat_interleave(crow[:-1].to(torch.int64).index_select(0, rows), lengths) + within
+        src_bounds, dst_bounds = src_crow.cpu(), out_crow.cpu()  # the message sizes
+        to_entries = lambda slices, bounds: [(p, int(bounds[lo]), int(bounds[hi])) for p, lo, hi in slices]  # noqa: E731
+        outs = []
+        for column in columns:
+            outs.append(self._move(column.index_select(0, positions), to_entries(src_slices, src_bounds),
+                                   int(dst_bounds[-1]), to_entries(dst_slices, dst_bounds)))
+        return (out_crow, *outs)
+
+    def _move(self, src: torch.Tensor, src_slices: list, n_out: int, dst_slices: list) -> torch.Tensor:
+        """One batch: ``src[lo:hi]`` to each peer of ``src_slices``, received into ``out[lo:hi]`` from
+        each peer of ``dst_slices``. Both ends know every message's size; empty ones are not posted."""
+        src = src.contiguous()
+        out = src.new_empty((n_out,) + tuple(src.shape[1:]))
+        ops = [dist.P2POp(dist.isend, src[lo:hi], peer, self.group) for peer, lo, hi in src_slices if hi > lo]
+        ops += [dist.P2POp(dist.irecv, out[lo:hi], peer, self.group) for peer, lo, hi in dst_slices if hi > lo]
+        for req in self._post(ops):
+            req.wait()
+        return out
+
+    @classmethod
+    def from_needs(cls, owned: torch.Tensor, halo: torch.Tensor, halo_owner: torch.Tensor, *, group: Any = None) -> "HaloPlan":
+        """The plan that brings the ghosts ``halo`` (global ids, grouped by ``halo_owner`` in rank
+        order) to this rank from their owners, whoever they are: every rank tells every owner
+        which of its ids it needs (one all-gather of the request counts, then one batch of
+        requests). ``owned``: this rank's global ids. Collective."""
+        device, world = owned.device, dist.get_world_size(group)
+        if halo.numel() > 1 and not bool((halo_owner[1:] >= halo_owner[:-1]).all()):
+            raise ValueError("the ghosts must be grouped by owner, in rank order")
+        asked = torch.bincount(halo_owner, minlength=world).to(torch.int64) if halo.numel() else \
+            torch.zeros(world, dtype=torch.int64, device=device)
+        table = [torch.empty_like(asked) for _ in range(world)]
+        dist.all_gather(table, asked, group=group)
+        me = dist.get_rank(group)
+        asks_me = torch.stack(table)[:, me].cpu()  # how many ids each rank asks this one for
+        asked_host = asked.cpu()
+        recv_ranks = [q for q in range(world) if int(asked_host[q])]
+        recv_offsets = np.concatenate([[0], np.cumsum([int(asked_host[q]) for q in recv_ranks])]).astype(np.int64)
+        send_ranks = [q for q in range(world) if int(asks_me[q])]
+        send_offsets = np.concatenate([[0], np.cumsum([int(asks_me[q]) for q in send_ranks])]).astype(np.int64)
+        plan = cls(owned.numel(), halo.numel(), [], [0], [], recv_ranks, recv_offsets, device=device, group=group)
+        requests = plan._move(halo, [(q, int(recv_offsets[i]), int(recv_offsets[i + 1])) for i, q in enumerate(recv_ranks)],
+                              int(send_offsets[-1]),
+                              [(q, int(send_offsets[i]), int(send_offsets[i + 1])) for i, q in enumerate(send_ranks)])
+        order = torch.argsort(owned)
+        pos = torch.searchsorted(owned[order], requests)
+        if requests.numel() and not bool((owned[order][pos.clamp_max(max(owned.numel() - 1, 0))] == requests).all()):
+            raise ValueError("a rank asked for ids this rank does not own")
+        return cls(owned.numel(), halo.numel(), send_ranks, send_offsets, order[pos].cpu(), recv_ranks, recv_offsets,
+                   device=device, group=group)
+
     def __repr__(self) -> str:
         return (f"HaloPlan(n_owned={self.n_owned}, n_halo={self.n_halo}, "
                 f"send_to={[r for r, _ in self.sends]}, recv_from={[r for r, _, _ in self.recvs]})")

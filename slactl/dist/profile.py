@@ -16,7 +16,11 @@ moment belongs to exactly one phase, so the phases add up to the profiled wall t
     interior rows' SpMV did not hide.
 ``allreduce``
     Time inside :meth:`DistOperator.reduce` (the inner products' ``all_reduce``), including the
-    wait for the slowest rank to arrive (load imbalance shows up here).
+    wait for the slowest rank to arrive (load imbalance shows up here), and the other collectives
+    of a solve (the coarse-level all-gather of the distributed AMG).
+
+The distributed AMG (:mod:`slactl.dist.multigrid`) charges its levels' SpMV exchanges, its
+prolongation and restriction exchanges to ``halo`` and its coarse gather to ``allreduce``.
 
 Under NCCL the boundaries synchronize the *current* CUDA stream (where the kernels and the
 waits on the communication streams are queued), not the whole device: the halo messages in flight

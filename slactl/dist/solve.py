@@ -81,7 +81,13 @@ class BlockJacobi:
 
 
 def block_jacobi(A: DistSparseMatrix, preconditioner: Any) -> Any:
-    """``preconditioner`` as a distributed preconditioner: a name becomes :class:`BlockJacobi`."""
+    """``preconditioner`` as a distributed preconditioner: ``"dist-amg"`` becomes the distributed
+    AMG hierarchy (:class:`~slactl.dist.multigrid.DistSmoothedAggregation`), any other name
+    :class:`BlockJacobi` with that local preconditioner."""
+    if isinstance(preconditioner, str) and preconditioner.lower() == "dist-amg":
+        from slactl.dist.multigrid import DistSmoothedAggregation
+
+        return DistSmoothedAggregation(A)
     if preconditioner is None or isinstance(preconditioner, str):
         return BlockJacobi(A, preconditioner or "none")
     if hasattr(preconditioner, "apply"):
@@ -93,9 +99,16 @@ class _DistAdjointSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, b, A, method, M, options, sink, profile):  # type: ignore[override]
         prof = _profile.DistProfile(A.device) if profile else None
+        attach = getattr(M, "attach_profile", None) if prof is not None else None
         if prof is not None:
             prof.start()
-        result = METHODS[method](DistOperator(A, profile=prof), b.detach(), preconditioner=M, **options)
+            if attach is not None:  # the preconditioner's own exchanges (dist-amg) are charged too
+                attach(prof)
+        try:
+            result = METHODS[method](DistOperator(A, profile=prof), b.detach(), preconditioner=M, **options)
+        finally:
+            if attach is not None:
+                attach(None)
         if prof is not None:
             prof.stop()
             result.info["dist_profile"] = prof.summary()
@@ -152,8 +165,11 @@ def solve(
         ``[n_owned]`` or ``[n_owned, k]``.
     method : {"cg", "bicgstab", "gmres", "minres"}
         An engine Krylov method (CG/MINRES need a symmetric positive definite preconditioner).
-    preconditioner : {"none", "jacobi", "ilu0", "ic0", "amg"} or object with ``apply(r)``
-        A name means block Jacobi with that local preconditioner on each owned diagonal block.
+    preconditioner : {"dist-amg", "none", "jacobi", "ilu0", "ic0", "amg", "sa-amg"} or object with ``apply(r)``
+        ``"dist-amg"``: smoothed-aggregation AMG with global coarse levels
+        (:class:`~slactl.dist.multigrid.DistSmoothedAggregation`, the choice for CG on large
+        elliptic problems); any other name means block Jacobi with that local preconditioner on
+        each owned diagonal block.
     rtol, atol, maxiter, x0
         Stopping rule, iteration limit (default ``10 * n`` with the global ``n``, the same on every
         rank) and initial guess (owned entries).

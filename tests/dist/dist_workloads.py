@@ -4,7 +4,8 @@ small machine): each module registers a module-level ``_work(pmethod)`` here, th
 
 import importlib
 
-WORKLOADS = ("test_dist_solve:_work", "test_dist_schwarz:_work", "test_dist_eigen:_work", "test_dist_nonlinear:_work")
+WORKLOADS = ("test_dist_solve:_work", "test_dist_schwarz:_work", "test_dist_eigen:_work", "test_dist_nonlinear:_work",
+             "test_dist_multigrid:_work")
 
 
 def run_all(pmethod, names=WORKLOADS):

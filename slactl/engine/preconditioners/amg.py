@@ -258,24 +258,25 @@ def _lambda_max(A: SparseMatrix, inv_diag: torch.Tensor, symmetric: bool, steps:
     return float(torch.linalg.eigvals(H[:k, :k]).abs().max())
 
 
-def _lanczos_max(apply, v: torch.Tensor, m: int) -> float:
+def _lanczos_max(apply, v: torch.Tensor, m: int, dot=torch.dot) -> float:
     """Largest Ritz value of ``m`` plain Lanczos steps (symmetric operator).
 
     No reorthogonalization: lost orthogonality only duplicates converged Ritz values ("ghosts"),
     and the largest one still approaches lambda_max from below. One matvec and three vector
-    operations per step, instead of a Gram-Schmidt sweep over the whole basis.
+    operations per step, instead of a Gram-Schmidt sweep over the whole basis. ``dot`` is the
+    inner product (a global one for a distributed operator).
     """
-    v = v / torch.linalg.vector_norm(v)
+    v = v / float(dot(v, v)) ** 0.5
     v_prev = torch.zeros_like(v)
     alphas: list[float] = []
     betas: list[float] = []
     beta = 0.0
     for _ in range(m):
         w = apply(v) - beta * v_prev
-        alpha = float(torch.dot(w, v))
+        alpha = float(dot(w, v))
         w = w - alpha * v
         alphas.append(alpha)
-        beta = float(torch.linalg.vector_norm(w))
+        beta = max(float(dot(w, w)), 0.0) ** 0.5
         if beta <= 1e-12 * max(abs(alpha), 1e-300):  # invariant subspace: the Ritz values are exact
             break
         betas.append(beta)
