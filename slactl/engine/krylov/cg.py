@@ -9,6 +9,7 @@ import torch
 from slactl.engine.krylov._loop import Monitor, masked, run_krylov
 from slactl.engine.krylov.operator import LinearOperator
 from slactl.engine.krylov.result import KrylovResult, Status
+from slactl.errors import SlactlError, UsageError
 
 
 def cg(
@@ -22,6 +23,7 @@ def cg(
     preconditioner: Any = None,
     check_every: int | None = None,
     callback: Callable[[int, float], Any] | None = None,
+    fused: bool | None = None,
 ) -> KrylovResult:
     """Solve ``A x = b`` by preconditioned conjugate gradients.
 
@@ -51,6 +53,13 @@ def cg(
         Iterations between host synchronizations (1 on the CPU, 8 on an accelerator).
     callback : callable, optional
         ``callback(iteration, residual_norm)`` at each check point (the largest norm over columns).
+    fused : bool, optional
+        The fused CUDA path (:mod:`~slactl.engine.krylov.fused_cg`: Triton kernels, device-side
+        scalars, the ``check_every``-iteration block replayed from a CUDA graph). ``None``
+        (default): used when it applies (one real float32/float64 SparseMatrix on CUDA, a vector
+        ``b``, preconditioner none or Jacobi, no callback, Triton installed), else the eager loop;
+        if it fails, a warning and the eager loop. ``False``: always the eager loop. ``True``:
+        required (``UsageError`` when it does not apply, its errors propagate).
 
     Returns
     -------
@@ -69,6 +78,23 @@ def cg(
     >>> res.converged, res.iterations <= 50
     (True, True)
     """
+    if fused is not False:
+        from slactl.engine.krylov import fused_cg as _fused
+
+        why = _fused.unsupported_reason(A, b, preconditioner, callback)
+        if fused:
+            if why is not None:
+                raise UsageError(f"fused=True, but the fused CG cannot run this solve: {why}")
+            return _fused.fused_cg(A, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter,
+                                   preconditioner=preconditioner, check_every=check_every)
+        if why is None and _fused.disabled_reason() is None:
+            try:
+                return _fused.fused_cg(A, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter,
+                                       preconditioner=preconditioner, check_every=check_every)
+            except SlactlError:
+                raise  # a bad argument: the eager loop would say the same
+            except Exception as exc:  # noqa: BLE001  (a kernel or driver failure): eager loop
+                _fused._disable(exc)
     return run_krylov(
         "cg", _cg, A, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter,
         preconditioner=preconditioner, check_every=check_every, callback=callback,
