@@ -149,6 +149,8 @@ def main() -> None:
                    levels=[lv.A.shape[0] for lv in M.levels], x_norm=float(torch.linalg.vector_norm(x)),
                    w_dot_x=float(torch.dot(w, x)),
                    peak_bytes_per_dof=(torch.cuda.max_memory_allocated() / (n * n)) if cuda else None)
+        if getattr(M, "setup_profile", None):  # SLACTL_AMG_PROFILE=1
+            row["setup_profile"] = M.setup_profile
         _emit(row, args.out)
         return
 
@@ -183,6 +185,8 @@ def main() -> None:
                setup_seconds=setup, solve_seconds=solve, total_seconds=setup + solve, iterations=res.iterations,
                relres=relres, x_norm=float(stats[0]) ** 0.5, w_dot_x=float(stats[1]),
                peak_bytes_per_dof=float(peak) if cuda else None)
+    if getattr(M, "setup_profile", None):  # SLACTL_AMG_PROFILE=1 (rank 0's stages)
+        row["setup_profile"] = M.setup_profile
     if hasattr(M, "levels"):
         row["levels"] = [lv.A.shape[0] for lv in M.levels]
         row["operator_complexity"] = M.operator_complexity

@@ -11,11 +11,16 @@ mkdir -p "$out"
 here=$(dirname "$0")
 for run in "$@"; do
   IFS=: read -r k grid pre <<< "$run"
+  log="$out/${run//:/_}.log"  # the whole output of each run is kept
   echo "=== $run $(date +%T)" >&2
   if [ "$k" = E ]; then
-    python3 "$here/bench_dist_amg.py" --engine --grid "$grid" --out "$out/runs.jsonl" 2>&1 | tail -3
+    python3 "$here/bench_dist_amg.py" --engine --grid "$grid" --out "$out/runs.jsonl" >"$log" 2>&1
   else
     torchrun --standalone --nproc-per-node "$k" "$here/bench_dist_amg.py" --grid "$grid" \
-      --preconditioner "${pre:-dist-amg}" --out "$out/runs.jsonl" 2>&1 | grep -v "^W1\|^\*\*\*\|OMP_NUM" | tail -5
+      --preconditioner "${pre:-dist-amg}" --out "$out/runs.jsonl" >"$log" 2>&1
   fi
+  rc=$?
+  grep '^{' "$log" | tail -1
+  # on failure, the first error lines (a rank's own exception, not the launcher's summary)
+  [ $rc -eq 0 ] || { echo "run $run failed (exit $rc):"; grep -m5 -E "Error|error:|Traceback|out of memory" "$log"; }
 done

@@ -143,9 +143,7 @@ class DistSparseMatrix:
     def owned_block(self) -> SparseMatrix:
         """The diagonal block (owned rows x owned columns) with detached values: what a local
         (block-Jacobi) preconditioner is built from."""
-        p = self.local.pattern
-        keep = torch.nonzero(p.col.to(torch.int64) < self.n_owned).flatten()
-        return SparseMatrix(self.local.values.detach()[keep], p.row[keep], p.col[keep], (self.n_owned, self.n_owned))
+        return column_block(self.local.detach(), 0, self.n_owned)
 
     # ------------------------------------------------------------------------------- products
     def full(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,3 +346,14 @@ def _require_group() -> None:
     if not (dist.is_available() and dist.is_initialized()):
         raise UsageError("a DistSparseMatrix needs torch.distributed initialized: run under `slactl run --procs N`, "
                          "slactl.dist.launch(fn, nprocs=N) or call slactl.dist.init_process_group() first")
+
+
+def column_block(M: SparseMatrix, lo: int, hi: int) -> SparseMatrix:
+    """Columns ``lo:hi`` of a CSR matrix (renumbered from 0), every row kept: one pass over the
+    entries, no sort (the rows stay sorted)."""
+    col = M.col.to(torch.int64)
+    keep = (col >= lo) & (col < hi)
+    kept = torch.zeros(M.nnz + 1, dtype=torch.int64, device=M.device)
+    torch.cumsum(keep, 0, out=kept[1:])
+    crow = kept[M.pattern.crow.to(torch.int64)]
+    return SparseMatrix.from_csr(crow, col[keep] - lo, M.values[keep], (M.shape[0], hi - lo), check=False)

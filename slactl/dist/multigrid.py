@@ -10,15 +10,18 @@ every rank's share of each level:
    strength graph of the owned diagonal block, so an aggregate never crosses ranks. A node left
    alone only because its neighbours are remote becomes a one-node aggregate (it stays in the
    coarse space).
-2. **Prolongation** ``P = (I - omega D^{-1} A_rr) T`` is smoothed with the owned diagonal block
-   ``A_rr``: ``P`` is block diagonal over ranks (each rank's rows map to its own aggregates), so
-   ``P`` and ``R = P^T`` are applied without communication, and ``R`` restricts exactly (Galerkin).
-3. **Coarse matrix** ``A_c = P^T A P`` on the coarse rows this rank owns (its aggregates) needs
-   ``A``'s local rows and the ``P`` rows of the halo nodes: those come once from their owners
-   (:meth:`~slactl.dist.halo.HaloPlan.broadcast_rows`), then ``A_c``'s rows are one local SpGEMM
-   ``R (A_local P_ext)``. Its halo plan follows from the same rows: the coarse ghosts a rank needs
-   from a neighbour are the aggregates in the ``P`` rows that neighbour sent, which the neighbour
-   knows without asking. ``A_c`` is a :class:`~slactl.dist.matrix.DistSparseMatrix` again.
+2. **Prolongation** ``P = (I - omega D^{-1} A) T`` is smoothed with the global ``A`` (this rank's
+   rows): the tentative ``T`` rows of the halo nodes come once from their owners
+   (:meth:`~slactl.dist.halo.HaloPlan.broadcast_rows`), so a rank's ``P`` rows reach the
+   aggregates of its neighbours next to the interface, as in the single-process hierarchy. ``P x``
+   exchanges those coarse ghosts; ``R r = P^T r`` reduces them to their owners (Galerkin exactly).
+3. **Coarse matrix** ``A_c = P^T A P``: each rank forms ``P_r^T (A_r P_ext)`` from its own rows
+   (``P_ext``: its ``P`` rows plus those of its halo nodes, again from their owners); the rows of
+   other ranks' aggregates are sent to them and summed there
+   (:meth:`~slactl.dist.halo.HaloPlan.reduce_rows`). The coarse halo plan is built from what each
+   rank needs (:meth:`~slactl.dist.halo.HaloPlan.from_needs`). No global sort: the local column
+   numbering puts a rank's own aggregates first, so only the few received rows are re-sorted.
+   ``A_c`` is a :class:`~slactl.dist.matrix.DistSparseMatrix` again.
 4. Levels are added until the **global** size is at most ``max_coarse`` (or coarsening stalls);
    the coarsest level is gathered on every rank (small) and solved by a dense Cholesky (LU when
    that fails), redundantly: one all-gather per cycle instead of a tree of messages.
@@ -44,14 +47,15 @@ import torch
 import torch.distributed as dist
 
 from slactl.dist.halo import HaloPlan
-from slactl.dist.matrix import DistOperator, DistSparseMatrix
+from slactl.dist.matrix import DistOperator, DistSparseMatrix, column_block
 from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
-from slactl.engine.preconditioners._aggregation import aggregate, sparse_product, strength_graph, tentative_prolongator
+from slactl.engine.preconditioners._aggregation import _sorted, aggregate, sparse_product, strength_graph, tentative_prolongator
 from slactl.engine.preconditioners.amg import AMG, Level, _lanczos_max, cycle_options
 from slactl.engine.preconditioners.smoothed_aggregation import (
     _DENSE_COARSE_LIMIT,
-    _smooth_prolongator,
+    _Stopwatch,
+    _smoothing_matrix,
     _symmetric_pattern,
     _transpose,
 )
@@ -145,10 +149,11 @@ class DistSmoothedAggregation(AMG):
         B = self._nullspace(A)
         levels: list[DistLevel] = []
         Al = A.detach()
-        self.setup_profile: dict[str, float] = {}
+        watch = _Stopwatch(A.device)  # SLACTL_AMG_PROFILE=1: seconds and peak memory per stage
         for depth in range(self.max_levels):
             n_global = Al.shape[0]
             inv_diag = _inverse_diagonal(Al)
+            watch.lap("diagonal")
             if depth == self.max_levels - 1 or n_global <= self.max_coarse:
                 levels.append(DistLevel(Al, None, None, inv_diag, 0.0))
                 break
@@ -159,14 +164,18 @@ class DistSmoothedAggregation(AMG):
             del G
             ids, count = _keep_coupled(Al, ids, count, node)
             coarse = _all_sum(count * B.shape[1], Al.device)
+            watch.lap("aggregation")
             if coarse == 0 or coarse >= 0.9 * n_global:  # coarsening stalled on every rank together
                 levels.append(DistLevel(Al, None, None, inv_diag, 0.0))
                 break
             lam = _global_lambda_max(Al, inv_diag, self.symmetric)
+            watch.lap("spectral radius")
             tentative = tentative_prolongator(ids, count, B, node)
             P, offsets = prolongator(Al, tentative.T, inv_diag, lam)
+            watch.lap("smoothed P")
             levels.append(DistLevel(Al, P, P, inv_diag, lam))
             Al = galerkin(Al, P, offsets)
+            watch.lap("Galerkin P^T A P")
             B = tentative.coarse_nullspace
         n_coarse = levels[-1].A.shape[0]
         if n_coarse > max(4 * self.max_coarse, _DENSE_COARSE_LIMIT):
@@ -176,6 +185,8 @@ class DistSmoothedAggregation(AMG):
         self._gather = _CoarseGather(levels[-1].A)
         self._coarse_dense = self._gather.dense_matrix()
         self._factor_coarse()
+        watch.lap("coarse gather + factorization")
+        self.setup_profile = watch.laps
         self.positive_definite = self.symmetric and self._coarse[0] == "cholesky"
 
     def _nullspace(self, A: DistSparseMatrix) -> torch.Tensor:
@@ -305,7 +316,7 @@ def prolongator(A: DistSparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, la
     crow = torch.cat([T.pattern.crow.to(torch.int64), ghost_crow[1:] + T.nnz])
     cols = torch.cat([T.col.to(torch.int64), ghost_local + n_coarse])
     T_ext = SparseMatrix.from_csr(crow, cols, torch.cat([T.values, ghost_vals]), (A.n_owned + A.n_halo, n_coarse + int(ghost_ids.numel())), check=False)
-    P = _smooth_prolongator(A.local.detach(), T_ext, inv_diag, lam)
+    P = _split_on_failure(_smoothing_matrix(A.local.detach(), inv_diag, lam), A.n_owned, T_ext)
     owned = torch.arange(first, first + n_coarse, device=device)
     plan = HaloPlan.from_needs(owned, ghost_ids, _owner(ghost_ids, offsets), group=A.plan.group)
     return Prolongation(P, plan, ghost_ids), offsets
@@ -319,33 +330,119 @@ def galerkin(A: DistSparseMatrix, prolongation: Prolongation, offsets: list[int]
     P, plan = prolongation.P, prolongation.plan
     n_coarse = plan.n_owned
     first = offsets[rank]
-    # P's columns as global coarse ids
-    col_ids = torch.cat([torch.arange(first, first + n_coarse, device=device), prolongation.ghost_ids])
-    p_cols = col_ids[P.col.to(torch.int64)]
-    ghost_crow, ghost_cols, ghost_vals = A.plan.broadcast_rows(P.pattern.crow.to(torch.int64), p_cols, P.values)
-    universe = torch.unique(torch.cat([col_ids, ghost_cols]), sorted=True)  # every column of A P
-    crow = torch.cat([P.pattern.crow.to(torch.int64), ghost_crow[1:] + P.nnz])
-    cols = torch.searchsorted(universe, torch.cat([p_cols, ghost_cols]))
-    P_ext = SparseMatrix.from_csr(crow, cols, torch.cat([P.values, ghost_vals]), (A.n_owned + A.n_halo, int(universe.numel())), check=False)
-    C = sparse_product(prolongation.R, A.local.detach(), P_ext)  # rows: P's columns; columns: universe
-    C_crow, C_col, C_val = C.pattern.crow.to(torch.int64), universe[C.col.to(torch.int64)], C.values
-    # rows of other ranks' aggregates go to their owners (summed there with every contribution)
+    # Local column numbering of the products ("universe"): own aggregates first, then every other
+    # aggregate met, sorted. P's own rows keep their order under it (P's ghosts are sorted too),
+    # so only the few received ghost rows need sorting: no sort of P or of A P.
+    ghost_ids = prolongation.ghost_ids
+    table = torch.cat([torch.arange(first, first + n_coarse, device=device), ghost_ids])  # P column -> global
+    ghost_crow, ghost_cols, ghost_vals = A.plan.broadcast_rows(P.pattern.crow.to(torch.int64), table[P.col.to(torch.int64)], P.values)
+    own = lambda g: (g >= first) & (g < first + n_coarse)  # noqa: E731
+    others = torch.unique(torch.cat([ghost_ids, ghost_cols[~own(ghost_cols)]]), sorted=True)
+    universe = torch.cat([torch.arange(first, first + n_coarse, device=device), others])  # universe column -> global
+    to_universe = lambda g: torch.where(own(g), g - first, n_coarse + torch.searchsorted(others, g))  # noqa: E731
+    p_cols = to_universe(table)[P.col.to(torch.int64)]  # monotone map: P's rows stay sorted
+    gcrow, gcols, gvals = _sorted(ghost_crow, to_universe(ghost_cols), ghost_vals, int(universe.numel()))
+    P_ext = SparseMatrix.from_csr(torch.cat([P.pattern.crow.to(torch.int64), gcrow[1:] + P.nnz]), torch.cat([p_cols, gcols]),
+                                  torch.cat([P.values, gvals]), (A.n_owned + A.n_halo, int(universe.numel())), check=False)
+    # A P first, then R (A P): the other order (R A, chunked by rows of R) makes cuSPARSE's SpGEMM
+    # fail with "insufficient resources" on the ranks whose R has rows of other ranks' aggregates
+    # (seen on H200 at 32M rows per rank); rows: P's columns, columns: universe
+    C = sparse_product(prolongation.R, _split_on_failure(A.local.detach(), A.n_owned, P_ext))
+    del P_ext
+    C_crow = C.pattern.crow.to(torch.int64)
     split = int(C_crow[n_coarse])
-    owner_rows, in_crow, in_cols, in_vals = plan.reduce_rows(C_crow[n_coarse:] - split, C_col[split:], C_val[split:])
-    own_rows = torch.repeat_interleave(torch.arange(n_coarse, device=device), C_crow[1:n_coarse + 1] - C_crow[:n_coarse])
+    # rows of other ranks' aggregates go to their owners (summed there with every contribution)
+    owner_rows, in_crow, in_cols, in_vals = plan.reduce_rows(C_crow[n_coarse:] - split, universe[C.col[split:].to(torch.int64)],
+                                                             C.values[split:])
     in_rows = torch.repeat_interleave(owner_rows, in_crow[1:] - in_crow[:-1])
-    rows = torch.cat([own_rows, in_rows])
-    gcols = torch.cat([C_col[:split], in_cols])
-    vals = torch.cat([C_val[:split], in_vals])
-    mine = (gcols >= first) & (gcols < first + n_coarse)
-    halo_ids = torch.unique(gcols[~mine], sorted=True)
-    local_cols = torch.where(mine, gcols - first, n_coarse + torch.searchsorted(halo_ids, gcols))
-    local = SparseMatrix(vals, rows, local_cols, (n_coarse, n_coarse + int(halo_ids.numel())))  # sums duplicates
+    # the received columns may name aggregates this rank has not met: widen ``others`` (small)
+    wider = torch.unique(torch.cat([others, in_cols[~own(in_cols)]]), sorted=True)
+    widen = torch.cat([torch.arange(n_coarse, device=device), n_coarse + torch.searchsorted(wider, others)])
+    mine = SparseMatrix.from_csr(C_crow[:n_coarse + 1], widen[C.col[:split].to(torch.int64)], C.values[:split],
+                                 (n_coarse, n_coarse + int(wider.numel())), check=False)
+    del C
+    in_local = torch.where(own(in_cols), in_cols - first, n_coarse + torch.searchsorted(wider, in_cols))
+    local = add_entries(mine, in_rows, in_local, in_vals)
+    # ghosts: the aggregates of other ranks that a column names (monotone renumbering: rows stay sorted)
+    used = torch.zeros(int(wider.numel()), dtype=torch.bool, device=device)
+    cols = local.col.to(torch.int64)
+    used[cols[cols >= n_coarse] - n_coarse] = True
+    halo_ids = wider[used]
+    renumber = torch.cat([torch.arange(n_coarse, device=device), n_coarse + torch.cumsum(used, 0) - 1])
+    local = SparseMatrix.from_csr(local.pattern.crow, renumber[cols], local.values, (n_coarse, n_coarse + int(halo_ids.numel())),
+                                  check=False)
     local = _unit_diagonal_where_empty(local)
     owned = torch.arange(first, first + n_coarse, device=device)
     coarse_plan = HaloPlan.from_needs(owned, halo_ids, _owner(halo_ids, offsets), group=A.plan.group)
     return DistSparseMatrix(local, owned, halo_ids, coarse_plan, (offsets[-1], offsets[-1]), rank=rank, parts=world,
                             symmetry=A.symmetry)
+
+
+def _split_on_failure(M: SparseMatrix, n_owned: int, F: SparseMatrix) -> SparseMatrix:
+    """``M @ F`` for a local matrix ``M`` (owned columns, then ghost columns) and ``F`` (owned
+    rows, then ghost rows). cuSPARSE's SpGEMM has failed ("insufficient resources", H200, 98M rows
+    per rank) on ranks whose first rows reach ghost columns numbered after every owned one; then
+    the owned and ghost halves are multiplied apart (the first is the engine's single-GPU
+    product) and added."""
+    try:
+        return sparse_product(M, F)
+    except RuntimeError as exc:
+        if M.device.type != "cuda" or "insufficient resources" not in str(exc):
+            raise
+    return split_product(M, n_owned, F)
+
+
+def split_product(M: SparseMatrix, n_owned: int, F: SparseMatrix) -> SparseMatrix:
+    """``M @ F`` as ``M[:, :n] @ F[:n] + M[:, n:] @ F[n:]`` (two SpGEMMs and one sort)."""
+    inner = sparse_product(column_block(M, 0, n_owned), _rows(F, 0, n_owned))
+    outer = sparse_product(column_block(M, n_owned, M.shape[1]), _rows(F, n_owned, F.shape[0]))  # boundary rows only
+    return add_entries(inner, outer.row.to(torch.int64), outer.col.to(torch.int64), outer.values)
+
+
+def add_entries(X: SparseMatrix, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> SparseMatrix:
+    """``X`` (CSR, sorted rows) plus a few COO entries (summed where ``X`` has them): only the rows
+    they touch are re-sorted; every other entry moves by one shift (no sort of ``X``)."""
+    if rows.numel() == 0:
+        return X
+    device = X.device
+    crow = X.pattern.crow.to(torch.int64)
+    touched = torch.unique(rows)
+    starts, ends = crow[touched], crow[touched + 1]
+    lens = ends - starts
+    within = torch.arange(int(lens.sum()), device=device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+    pos = torch.repeat_interleave(starts, lens) + within  # X's entries in the touched rows
+    small = SparseMatrix(torch.cat([X.values[pos], vals]), torch.cat([torch.repeat_interleave(touched, lens), rows]),
+                         torch.cat([X.col.to(torch.int64)[pos], cols]), X.shape)  # sorted and summed (small)
+    scrow = small.pattern.crow.to(torch.int64)
+    extra = (scrow[touched + 1] - scrow[touched]) - lens
+    counts = crow[1:] - crow[:-1]
+    counts[touched] += extra
+    new_crow = torch.zeros(X.shape[0] + 1, dtype=torch.int64, device=device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    nnz = int(new_crow[-1])
+    out_col = X.col.new_empty(nnz)
+    out_val = X.values.new_empty(nnz)
+    # untouched entries shift by the extra entries of the touched rows before them
+    delta = torch.zeros(X.nnz + 1, dtype=torch.int64, device=device)
+    delta.index_add_(0, ends, extra)
+    keep = torch.ones(X.nnz, dtype=torch.bool, device=device)
+    keep[pos] = False
+    idx = torch.nonzero(keep).flatten()
+    dest = idx + torch.cumsum(delta, 0)[:X.nnz][idx]
+    out_col[dest] = X.col[idx]
+    out_val[dest] = X.values[idx]
+    srow = small.row.to(torch.int64)
+    sdest = new_crow[srow] + (torch.arange(small.nnz, device=device) - scrow[srow])
+    out_col[sdest] = small.col.to(out_col.dtype)
+    out_val[sdest] = small.values
+    return SparseMatrix.from_csr(new_crow, out_col, out_val, X.shape, check=False)
+
+
+def _rows(M: SparseMatrix, lo: int, hi: int) -> SparseMatrix:
+    """Rows ``lo:hi`` of a CSR matrix."""
+    crow = M.pattern.crow.to(torch.int64)[lo:hi + 1]
+    a, b = int(crow[0]), int(crow[-1])
+    return SparseMatrix.from_csr(crow - a, M.col[a:b], M.values[a:b], (hi - lo, M.shape[1]), check=False)
 
 
 def _owner(ids: torch.Tensor, offsets: list[int]) -> torch.Tensor:

@@ -163,3 +163,29 @@ def test_dist_amg_needs_a_distributed_matrix():
 
     with pytest.raises(UsageError, match="DistSparseMatrix"):
         DistSmoothedAggregation(slactl.SparseMatrix.from_scipy(sp.eye(4, format="csr")))
+
+
+def test_split_product_equals_the_product():
+    """The fallback used when cuSPARSE refuses a local product: owned and ghost column halves."""
+    from slactl.dist.multigrid import split_product
+
+    rng = np.random.default_rng(0)
+    M = sp.random(30, 40, density=0.2, random_state=rng, format="csr")
+    F = sp.random(40, 25, density=0.2, random_state=rng, format="csr")
+    out = split_product(slactl.SparseMatrix.from_scipy(M), 32, slactl.SparseMatrix.from_scipy(F)).to_scipy()
+    assert abs(out - M @ F).max() <= 1e-14
+
+
+def test_add_entries_merges_a_few_coo_entries_into_csr():
+    from slactl.dist.multigrid import add_entries
+
+    rng = np.random.default_rng(1)
+    X = sp.random(50, 30, density=0.15, random_state=rng, format="csr")
+    rows, cols = rng.integers(0, 50, 12), rng.integers(0, 30, 12)
+    rows[:3], cols[:3] = X.nonzero()[0][:3], X.nonzero()[1][:3]  # some land on stored entries
+    vals = rng.standard_normal(12)
+    out = add_entries(slactl.SparseMatrix.from_scipy(X), torch.from_numpy(rows), torch.from_numpy(cols),
+                      torch.from_numpy(vals)).to_scipy()
+    ref = X + sp.csr_matrix((vals, (rows, cols)), shape=X.shape)
+    assert abs(out - ref).max() <= 1e-14
+    assert out.has_sorted_indices or np.all(np.diff(out.indices[out.indptr[0]:out.indptr[1]]) > 0)

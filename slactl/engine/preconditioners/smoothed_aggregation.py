@@ -364,14 +364,19 @@ def _inverse_diagonal(A: SparseMatrix) -> torch.Tensor:
 
 
 def _smooth_prolongator(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, lam: float) -> SparseMatrix:
-    """``P = (I - omega D^{-1} A) T``, ``omega = 4 / (3 lambda_max)``, as one SpGEMM ``S @ T``
-    (``S`` has ``A``'s pattern; the diagonal is stored, checked by the caller)."""
+    """``P = (I - omega D^{-1} A) T``, ``omega = 4 / (3 lambda_max)``, as one SpGEMM ``S @ T``."""
+    return sparse_product(_smoothing_matrix(A, inv_diag, lam), T)
+
+
+def _smoothing_matrix(A: SparseMatrix, inv_diag: torch.Tensor, lam: float) -> SparseMatrix:
+    """``S = I - omega D^{-1} A`` on ``A``'s pattern (the diagonal is stored, checked by the
+    caller; for a rectangular local block, the entries with row == column)."""
     omega = 4.0 / (3.0 * lam)
     S_values = inv_diag[A.row]  # int32 gather: no int64 copy of the row indices
     S_values.mul_(A.values.detach()).mul_(-omega)
     rows, pos = A.pattern.diagonal_positions()
     S_values.index_add_(0, pos.to(A.device), torch.ones_like(pos, dtype=A.dtype, device=A.device))
-    return sparse_product(SparseMatrix.from_pattern(A.pattern, S_values), T)
+    return SparseMatrix.from_pattern(A.pattern, S_values)
 
 
 def _spectral_radius(A: SparseMatrix, inv_diag: torch.Tensor, symmetric: bool, steps: int = 10) -> float:
