@@ -11,7 +11,8 @@ mkdir -p "$out"
 here=$(dirname "$0")
 for run in "$@"; do
   IFS=: read -r k grid pre <<< "$run"
-  log="$out/${run//:/_}.log"  # the whole output of each run is kept
+  mkdir -p "$out/logs"
+  log="$out/logs/${run//:/_}.log"  # the whole output of each run is kept
   echo "=== $run $(date +%T)" >&2
   if [ "$k" = E ]; then
     python3 "$here/bench_dist_amg.py" --engine --grid "$grid" --out "$out/runs.jsonl" >"$log" 2>&1
@@ -24,3 +25,5 @@ for run in "$@"; do
   # on failure, the first error lines (a rank's own exception, not the launcher's summary)
   [ $rc -eq 0 ] || { echo "run $run failed (exit $rc):"; grep -m5 -E "Error|error:|Traceback|out of memory" "$log"; }
 done
+# one archive of the logs (a device call brings back only a few files)
+tar -czf "$out/logs.tgz" -C "$out" logs && rm -r "$out/logs"

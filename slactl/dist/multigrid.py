@@ -47,7 +47,7 @@ import torch
 import torch.distributed as dist
 
 from slactl.dist.halo import HaloPlan
-from slactl.dist.matrix import DistOperator, DistSparseMatrix, column_block
+from slactl.dist.matrix import DistOperator, DistSparseMatrix
 from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.preconditioners._aggregation import _sorted, aggregate, sparse_product, strength_graph, tentative_prolongator
@@ -316,7 +316,7 @@ def prolongator(A: DistSparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, la
     crow = torch.cat([T.pattern.crow.to(torch.int64), ghost_crow[1:] + T.nnz])
     cols = torch.cat([T.col.to(torch.int64), ghost_local + n_coarse])
     T_ext = SparseMatrix.from_csr(crow, cols, torch.cat([T.values, ghost_vals]), (A.n_owned + A.n_halo, n_coarse + int(ghost_ids.numel())), check=False)
-    P = _split_on_failure(_smoothing_matrix(A.local.detach(), inv_diag, lam), A.n_owned, T_ext)
+    P = sparse_product(_smoothing_matrix(A.local.detach(), inv_diag, lam), T_ext)
     owned = torch.arange(first, first + n_coarse, device=device)
     plan = HaloPlan.from_needs(owned, ghost_ids, _owner(ghost_ids, offsets), group=A.plan.group)
     return Prolongation(P, plan, ghost_ids), offsets
@@ -344,10 +344,10 @@ def galerkin(A: DistSparseMatrix, prolongation: Prolongation, offsets: list[int]
     gcrow, gcols, gvals = _sorted(ghost_crow, to_universe(ghost_cols), ghost_vals, int(universe.numel()))
     P_ext = SparseMatrix.from_csr(torch.cat([P.pattern.crow.to(torch.int64), gcrow[1:] + P.nnz]), torch.cat([p_cols, gcols]),
                                   torch.cat([P.values, gvals]), (A.n_owned + A.n_halo, int(universe.numel())), check=False)
-    # A P first, then R (A P): the other order (R A, chunked by rows of R) makes cuSPARSE's SpGEMM
-    # fail with "insufficient resources" on the ranks whose R has rows of other ranks' aggregates
-    # (seen on H200 at 32M rows per rank); rows: P's columns, columns: universe
-    C = sparse_product(prolongation.R, _split_on_failure(A.local.detach(), A.n_owned, P_ext))
+    # A P first, then R (A P) (rows: P's columns, columns: universe). cuSPARSE refuses some of
+    # these products on large ranks ("insufficient resources", H200, ~100M rows per rank):
+    # sparse_product then falls back to smaller row chunks and to expand-sort-compress.
+    C = sparse_product(prolongation.R, sparse_product(A.local.detach(), P_ext))
     del P_ext
     C_crow = C.pattern.crow.to(torch.int64)
     split = int(C_crow[n_coarse])
@@ -376,27 +376,6 @@ def galerkin(A: DistSparseMatrix, prolongation: Prolongation, offsets: list[int]
     coarse_plan = HaloPlan.from_needs(owned, halo_ids, _owner(halo_ids, offsets), group=A.plan.group)
     return DistSparseMatrix(local, owned, halo_ids, coarse_plan, (offsets[-1], offsets[-1]), rank=rank, parts=world,
                             symmetry=A.symmetry)
-
-
-def _split_on_failure(M: SparseMatrix, n_owned: int, F: SparseMatrix) -> SparseMatrix:
-    """``M @ F`` for a local matrix ``M`` (owned columns, then ghost columns) and ``F`` (owned
-    rows, then ghost rows). cuSPARSE's SpGEMM has failed ("insufficient resources", H200, 98M rows
-    per rank) on ranks whose first rows reach ghost columns numbered after every owned one; then
-    the owned and ghost halves are multiplied apart (the first is the engine's single-GPU
-    product) and added."""
-    try:
-        return sparse_product(M, F)
-    except RuntimeError as exc:
-        if M.device.type != "cuda" or "insufficient resources" not in str(exc):
-            raise
-    return split_product(M, n_owned, F)
-
-
-def split_product(M: SparseMatrix, n_owned: int, F: SparseMatrix) -> SparseMatrix:
-    """``M @ F`` as ``M[:, :n] @ F[:n] + M[:, n:] @ F[n:]`` (two SpGEMMs and one sort)."""
-    inner = sparse_product(column_block(M, 0, n_owned), _rows(F, 0, n_owned))
-    outer = sparse_product(column_block(M, n_owned, M.shape[1]), _rows(F, n_owned, F.shape[0]))  # boundary rows only
-    return add_entries(inner, outer.row.to(torch.int64), outer.col.to(torch.int64), outer.values)
 
 
 def add_entries(X: SparseMatrix, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> SparseMatrix:
@@ -436,13 +415,6 @@ def add_entries(X: SparseMatrix, rows: torch.Tensor, cols: torch.Tensor, vals: t
     out_col[sdest] = small.col.to(out_col.dtype)
     out_val[sdest] = small.values
     return SparseMatrix.from_csr(new_crow, out_col, out_val, X.shape, check=False)
-
-
-def _rows(M: SparseMatrix, lo: int, hi: int) -> SparseMatrix:
-    """Rows ``lo:hi`` of a CSR matrix."""
-    crow = M.pattern.crow.to(torch.int64)[lo:hi + 1]
-    a, b = int(crow[0]), int(crow[-1])
-    return SparseMatrix.from_csr(crow - a, M.col[a:b], M.values[a:b], (hi - lo, M.shape[1]), check=False)
 
 
 def _owner(ids: torch.Tensor, offsets: list[int]) -> torch.Tensor:

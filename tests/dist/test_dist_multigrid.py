@@ -165,15 +165,19 @@ def test_dist_amg_needs_a_distributed_matrix():
         DistSmoothedAggregation(slactl.SparseMatrix.from_scipy(sp.eye(4, format="csr")))
 
 
-def test_split_product_equals_the_product():
-    """The fallback used when cuSPARSE refuses a local product: owned and ghost column halves."""
-    from slactl.dist.multigrid import split_product
+def test_column_block_keeps_rows_and_order():
+    """The owned block of a rank's rows (what local aggregation sees), taken without a sort."""
+    from slactl.dist.matrix import column_block
 
     rng = np.random.default_rng(0)
     M = sp.random(30, 40, density=0.2, random_state=rng, format="csr")
-    F = sp.random(40, 25, density=0.2, random_state=rng, format="csr")
-    out = split_product(slactl.SparseMatrix.from_scipy(M), 32, slactl.SparseMatrix.from_scipy(F)).to_scipy()
-    assert abs(out - M @ F).max() <= 1e-14
+    M.sort_indices()
+    for lo, hi in ((0, 32), (32, 40), (5, 17)):
+        out = column_block(slactl.SparseMatrix.from_scipy(M), lo, hi).to_scipy()
+        ref = M[:, lo:hi].tocsr()
+        ref.sort_indices()
+        assert out.shape == ref.shape and (out.indptr == ref.indptr).all() and (out.indices == ref.indices).all()
+        assert (out.data == ref.data).all()
 
 
 def test_add_entries_merges_a_few_coo_entries_into_csr():

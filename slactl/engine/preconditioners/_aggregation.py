@@ -196,11 +196,11 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     for r0, r1 in zip(cuts[:-1], cuts[1:]):
         if r1 <= r0:
             continue
-        crow, col, val = _product_rows(A, right, r0, r1)
-        crows.append(crow[1:].to(torch.int64) + offset)
-        cols.append(col)
-        vals.append(val)
-        offset += col.numel()
+        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1):
+            crows.append(crow[1:].to(torch.int64) + offset)
+            cols.append(col.to(torch.int64))
+            vals.append(val)
+            offset += col.numel()
     crow = torch.cat(crows)
     if not cols:  # no rows
         empty = torch.zeros(0, dtype=torch.int64, device=A.device)
@@ -238,6 +238,55 @@ def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) 
         c = _sorted(*_csr_arrays(torch.sparse.mm(c, b)), b.shape[1])
         c = torch.sparse_csr_tensor(*c, size=(r1 - r0, b.shape[1]))
     return _csr_arrays(c)
+
+
+# Rows of one fallback product: the expanded products of the first multiplication it may hold.
+_EXPAND_PRODUCTS = 2**22
+
+
+def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) -> list[tuple[torch.Tensor, ...]]:
+    """:func:`_product_rows`, and where cuSPARSE's SpGEMM fails with "insufficient resources"
+    (a known failure of its default algorithm on some large inputs, which torch gives no way to
+    swap: CUDALibrarySamples#38, cupy#10033; seen on H200 on the ranks of a distributed Galerkin
+    product whose rows reach columns tens of millions apart) the rows are halved until the
+    failing part holds at most ``_EXPAND_PRODUCTS`` products, which :func:`_expand_sort_compress`
+    multiplies without cuSPARSE. Pieces in row order."""
+    try:
+        return [_product_rows(A, right, r0, r1)]
+    except RuntimeError as exc:
+        if "insufficient resources" not in str(exc):
+            raise
+    lo, hi = int(A.pattern.crow[r0]), int(A.pattern.crow[r1])
+    first = right[0].crow_indices()
+    products = int((first[1:] - first[:-1])[A.col[lo:hi].to(torch.int64)].sum()) if hi > lo else 0
+    if r1 - r0 <= 1 or products <= _EXPAND_PRODUCTS:
+        return [_expand_sort_compress(A, right, r0, r1)]
+    mid = (r0 + r1) // 2
+    return _product_rows_or_fallback(A, right, r0, mid) + _product_rows_or_fallback(A, right, mid, r1)
+
+
+def _expand_sort_compress(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) -> tuple[torch.Tensor, ...]:
+    """Rows ``r0:r1`` of ``A @ right[0] @ ...`` by expansion, sort and compression (every scalar
+    product listed, then summed per (row, column) key): no cuSPARSE, memory linear in the products."""
+    device = A.device
+    crow = A.pattern.crow[r0 : r1 + 1].to(torch.int64)
+    lo, hi = int(crow[0]), int(crow[-1])
+    m = r1 - r0
+    rows = torch.repeat_interleave(torch.arange(m, device=device), crow[1:] - crow[:-1])
+    cols, vals = A.col[lo:hi].to(torch.int64), A.values.detach()[lo:hi]
+    for b in right:
+        bcrow, bcol, bval = b.crow_indices().to(torch.int64), b.col_indices().to(torch.int64), b.values()
+        start = bcrow[cols]
+        lens = bcrow[cols + 1] - start
+        src = torch.repeat_interleave(torch.arange(cols.numel(), device=device), lens)
+        pos = start[src] + torch.arange(src.numel(), device=device) - (torch.cumsum(lens, 0) - lens)[src]
+        ncols = b.shape[1]
+        keys, inverse = torch.unique(rows[src] * ncols + bcol[pos], sorted=True, return_inverse=True)
+        vals = torch.zeros(keys.numel(), dtype=vals.dtype, device=device).index_add_(0, inverse, vals[src] * bval[pos])
+        rows, cols = keys // ncols, keys % ncols
+    out = torch.zeros(m + 1, dtype=torch.int64, device=device)
+    torch.cumsum(torch.bincount(rows, minlength=m), 0, out=out[1:])
+    return out, cols, vals
 
 
 def _csr_arrays(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -205,6 +205,46 @@ def test_chunked_torch_triple_product_equals_scipy(max_products, device):
     np.testing.assert_allclose(two.toarray(), (S @ P.to_scipy()).toarray(), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("fail_above", [0, 40, 400])
+def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, device, monkeypatch):
+    """cuSPARSE's "insufficient resources" (seen on H200) is simulated for every chunk of more than
+    ``fail_above`` rows: the product falls back to halving and to expand-sort-compress, and still
+    equals SciPy's, entry for entry (also for a chain of three factors)."""
+    from slactl.engine.preconditioners import _aggregation
+
+    real = _aggregation._product_rows
+
+    def refuse(A, right, r0, r1):
+        if r1 - r0 > fail_above:
+            raise RuntimeError("CUDA error: insufficient resources when calling `cusparseSpGEMM_compute(...)`")
+        return real(A, right, r0, r1)
+
+    monkeypatch.setattr(_aggregation, "_product_rows", refuse)
+    monkeypatch.setattr(_aggregation, "_EXPAND_PRODUCTS", 300)
+    S = poisson2d(30)
+    A = slactl.SparseMatrix.from_scipy(S, device=device)
+    M = SmoothedAggregation(A, max_coarse=20)
+    P, R = M.levels[0].P, M.levels[0].R
+    for factors, ref in (((R, A, P), R.to_scipy() @ S @ P.to_scipy()), ((A, P), S @ P.to_scipy())):
+        got = _aggregation.sparse_product(*factors, max_products=2000, engine="torch").to_scipy()
+        ref = ref.tocsr()
+        ref.sort_indices()
+        assert (got.indptr == ref.indptr).all() and (got.indices == ref.indices).all()
+        np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
+
+
+def test_other_product_errors_are_not_swallowed(monkeypatch):
+    from slactl.engine.preconditioners import _aggregation
+
+    def broken(A, right, r0, r1):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(_aggregation, "_product_rows", broken)
+    A = slactl.SparseMatrix.from_scipy(poisson2d(10))
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        _aggregation.sparse_product(A, A, engine="torch")
+
+
 def test_a_stalled_setup_can_be_repeated_and_reused_with_new_values():
     T = sp.diags([-1.0, 30.0, -1.0], [-1, 0, 1], shape=(3000, 3000), format="csr")  # no strong connection
     A = slactl.SparseMatrix.from_scipy(T)
