@@ -10,6 +10,7 @@ Figures (``python benchmarks/plot_results.py`` writes them to ``benchmarks/plots
 
 ``solve_time.png``      2D Poisson solve time vs unknowns, slactl and its peers, CPU and GPU
 ``kernel_speed.png``    SpMV / SpMM / SpGEMM / backward: peer time / slactl time (> 1: slactl faster)
+``dist_amg.png``        CG + AMG on 1 and 2 GPUs: set-up + solve seconds by size (dist-amg, engine).
 ``dist_scaling.png``    distributed PCG: ms per iteration by GPU count, split into compute, halo and
                         all-reduce (strong and weak scaling)
 ``io.png``              ingest (Matrix Market to a store) and load: time and peak memory
@@ -226,6 +227,49 @@ def dist_scaling(tables: list[Table]) -> list[dict]:
     return sorted(latest.values(), key=lambda r: (r["scaling"], r["gpus"]))
 
 
+def dist_amg_times(tables: list[Table]) -> list[dict]:
+    """Distributed AMG tables (columns ``run``, ``GPUs``, ``setup (s)``, ``solve (s)``): every row."""
+    out = []
+    for t in tables:
+        run, gpus, setup, solve = t.column("run"), t.column("GPUs"), t.column("setup (s)"), t.column("solve (s)")
+        if not (run and gpus and setup and solve and t.column("scaling")):
+            continue
+        for r in t.rows:
+            g, s0, s1 = number(r[gpus]), number(r[setup]), number(r[solve])
+            if g is None or s0 is None or s1 is None:
+                continue
+            out.append(dict(run=r[run].strip(), scaling=r[t.column("scaling")].strip(), gpus=int(g),
+                            n=size(r.get(t.column("n (DOF)") or "n", "")), setup_seconds=s0, solve_seconds=s1,
+                            iterations=number(r.get(t.column("iterations") or "", "")), date=t.date, machine=t.machine))
+    return out
+
+
+def plot_dist_amg(records: list[dict]):
+    """Set-up + solve time of CG + AMG by problem size and GPU count (engine on one GPU, dist-amg)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(records) + 1.5), 3.9))
+    x = list(range(len(records)))
+    ax.bar(x, [r["setup_seconds"] for r in records], width=0.6, color="C1", label="set-up")
+    ax.bar(x, [r["solve_seconds"] for r in records], width=0.6, bottom=[r["setup_seconds"] for r in records],
+           color="C0", label="CG iterations")
+    for i, r in enumerate(records):
+        total = r["setup_seconds"] + r["solve_seconds"]
+        its = f"\n{int(r['iterations'])} it" if r.get("iterations") else ""
+        ax.text(i, total, f"{total:.2f} s{its}", ha="center", va="bottom", fontsize=6.5)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r['n'] / 1e6:.0f}M\n{r['run'].replace(' sa-amg', '')}\n{r['gpus']} GPU{'s' if r['gpus'] > 1 else ''}"
+                        if r["n"] else r["run"] for r in records], fontsize=6.5)
+    ax.set_ylabel("seconds (set-up + solve)")
+    ax.set_ylim(0, 1.25 * max(r["setup_seconds"] + r["solve_seconds"] for r in records))
+    gpu = re.search(r"H100|H200|A100|B200", " ".join(r["machine"] or "" for r in records))
+    dates = sorted({r["date"] for r in records if r["date"]})
+    ax.set_title(f"2D Poisson, CG + smoothed-aggregation AMG on {gpu.group(0) + ' ' if gpu else ''}GPUs, rtol 1e-8 "
+                 f"({', '.join(dates)})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def io_steps(tables: list[Table]) -> list[dict]:
     """I/O tables (columns ``step``, ``time``, ``peak memory added``)."""
     out = []
@@ -380,6 +424,7 @@ FIGURES = {
     "solve_time": (solve_times, plot_solve),
     "kernel_speed": (kernel_speedups, plot_kernels),
     "dist_scaling": (dist_scaling, plot_dist),
+    "dist_amg": (dist_amg_times, plot_dist_amg),
     "io": (io_steps, plot_io),
 }
 
