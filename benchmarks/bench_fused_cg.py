@@ -19,6 +19,11 @@ DOF for float64 5-point int32 CSR), at the copy bandwidth measured in the same r
 device-to-device torch copy: read + write bytes over time).
 
     python3 benchmarks/bench_fused_cg.py --sizes 10000,1000000,16000000 --out OUT.json
+
+``--sweep "spmv_block=64;evict=1"`` runs the fused solver alone under each tuning (see
+``fused_cg``'s ``tuning``) and prints its per-iteration time and each kernel's time, bandwidth and
+registers per thread; ``--profile`` breaks a 10K-DOF fused solve down (host timings, torch
+profiler).
 """
 
 from __future__ import annotations
@@ -99,8 +104,9 @@ def floor_bytes(n: int, nnz: int, val: int, idx: int) -> int:
 
 def fused_bytes(n: int, nnz: int, val: int, idx: int, jacobi: bool) -> int:
     """Bytes the fused kernels move per iteration if gathers hit in cache: SpMV reads z, p_old and
-    writes p, Ap; the update reads/writes x, r and reads p, Ap (+ dinv read, z write: Jacobi)."""
-    return nnz * (val + idx) + (n + 1) * idx + (12 if jacobi else 10) * n * val
+    reads/writes x (the previous iteration's update), writes p, Ap; the update reads/writes r and
+    reads Ap (+ dinv read, z write: Jacobi)."""
+    return nnz * (val + idx) + (n + 1) * idx + (11 if jacobi else 9) * n * val
 
 
 def true_relres(A: slactl.SparseMatrix, x: torch.Tensor, b: torch.Tensor) -> float:
@@ -142,7 +148,7 @@ def run_size(size: int, args: argparse.Namespace, dev: torch.device, timer: Time
                         status=res.status.name, warmup_s=wall, iterations_run=res.info["iterations_run"],
                         plan_cached=res.info["plan_cached"], cuda_graph=res.info["cuda_graph"],
                         cuda_graph_error=res.info["cuda_graph_error"], inline_reductions=res.info["inline_reductions"],
-                        host_syncs=res.info["host_syncs"],
+                        pdl=res.info.get("pdl"), host_syncs=res.info["host_syncs"],
                         loop_per_iteration_s=res.timings["iterate"] / max(res.iterations, 1),
                         model_B_per_dof=fused_bytes(n, nnz, val_b, idx_b, jacobi) / n))
         del res, wres
@@ -192,6 +198,98 @@ def run_cupyx(A: slactl.SparseMatrix, b: torch.Tensor, args: argparse.Namespace,
         return {"size": A.shape[0], "n": A.shape[0], "solver": "cupyx", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def parse_tuning(text: str) -> dict[str, Any]:
+    tuning: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        tuning[key] = bool(int(value)) if key in ("inline", "evict", "split", "pdl") else int(value)
+    return tuning
+
+
+def kernel_times(plan: Any, reps: int, timer: Timer) -> dict[str, float]:
+    """Seconds per launch of each kernel of one iteration of ``plan`` (eager launches, back to back;
+    the values are whatever the last solve left: finite, and the timing does not depend on them)."""
+    out: dict[str, float] = {}
+    steps = {"spmv": lambda: plan._spmv(0, 0), "update": plan._update}
+    if not plan.inline:
+        steps["alpha_finish"] = plan._alpha_finish
+        steps["beta_finish"] = lambda: plan._beta_finish(0)
+    with torch.cuda.device(plan.device):
+        for name, fn in steps.items():
+            kernel = fn()
+            if name in ("spmv", "update"):  # registers per thread: rows in flight per SM
+                out[name + "_regs"] = getattr(kernel, "n_regs", None)
+            _, t = timer(lambda: [fn() for _ in range(reps)])
+            out[name] = t / reps
+    return out
+
+
+def run_sweep(size: int, args: argparse.Namespace, dev: torch.device, timer: Timer, bw: float) -> list[dict]:
+    """Fused CG under each ``--sweep`` tuning: per-kernel times (and bandwidth of their bytes) and
+    the per-iteration time of a solve capped at ``--sweep-iterations``."""
+    N = int(round(math.sqrt(size)))
+    dtype = getattr(torch, args.dtype)
+    A = poisson2d_device(N, dtype, dev)
+    n, nnz = A.shape[0], A.nnz
+    b = A @ torch.ones(n, dtype=dtype, device=dev)
+    val_b, idx_b = torch.finfo(dtype).bits // 8, A.pattern.crow.element_size()
+    jac = args.preconditioner == "jacobi"
+    spmv_bytes = nnz * (val_b + idx_b) + (n + 1) * idx_b + 6 * n * val_b
+    update_bytes = (5 if jac else 3) * n * val_b
+    fb = floor_bytes(n, nnz, val_b, idx_b)
+    rows = []
+    for text in args.sweep.split(";"):
+        tuning = parse_tuning(text)
+        check_every = tuning.pop("check_every", args.check_every)
+        fused.clear_cache()
+        kw = dict(rtol=args.rtol, maxiter=args.sweep_iterations, preconditioner=args.preconditioner,
+                  check_every=check_every, tuning=tuning)
+        try:
+            fused.fused_cg(A, b, **dict(kw, maxiter=args.warmup_iterations))
+            res, t = timer(lambda: fused.fused_cg(A, b, **kw))
+            plan = next(reversed(fused._cache.values()))[0]
+            kt = kernel_times(plan, 20 if n > 1 << 20 else 200, timer)
+            regs = {k: kt.pop(k) for k in list(kt) if k.endswith("_regs")}
+        except Exception as exc:  # noqa: BLE001
+            rows.append({"n": n, "tuning": text, "error": f"{type(exc).__name__}: {exc}"})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        it = max(res.iterations, 1)
+        row = {"n": n, "tuning": text, "iterations": res.iterations, "per_iteration_s": t / it,
+               "loop_per_iteration_s": res.timings["iterate"] / it, "ratio_to_floor": t / it / (fb / bw),
+               "inline": plan.inline, "programs": [plan.Ps, plan.Pu], "blocks": [plan.BS, plan.SS, plan.BU, plan.SU],
+               "kernel_s": kt, "regs": regs, "tiles": [plan.KP, plan.KP2, plan.KP3],
+               "spmv_GBps": spmv_bytes / kt["spmv"] / 1e9,
+               "update_GBps": update_bytes / kt["update"] / 1e9}
+        rows.append(row)
+        print(f"sweep n={n} [{text}] {row['per_iteration_s'] * 1e6:.4g} us/iter (loop "
+              f"{row['loop_per_iteration_s'] * 1e6:.4g}, x floor {row['ratio_to_floor']:.3g}) "
+              f"programs {row['programs']} "
+              + " ".join(f"{k}={v * 1e6:.4g}us" for k, v in kt.items())
+              + f" spmv {row['spmv_GBps']:.4g} GB/s update {row['update_GBps']:.4g} GB/s regs {regs}", flush=True)
+    return rows
+
+
+def profile_small(size: int, args: argparse.Namespace, dev: torch.device, timer: Timer) -> None:
+    """Where the time of a (cached-plan) fused solve goes outside the iterations: host profile."""
+    N = int(round(math.sqrt(size)))
+    dtype = getattr(torch, args.dtype)
+    A = poisson2d_device(N, dtype, dev)
+    b = A @ torch.ones(A.shape[0], dtype=dtype, device=dev)
+    kw = dict(rtol=args.rtol, preconditioner=args.preconditioner, check_every=args.check_every, tuning=args.tuning)
+    for _ in range(3):
+        res, t = timer(lambda: fused.fused_cg(A, b, **kw))
+    print(f"profile n={A.shape[0]}: total {t * 1e3:.4g} ms (events), solve {res.timings['solve'] * 1e3:.4g} ms "
+          f"(host), iterations {res.iterations}; timings (ms) "
+          + ", ".join(f"{k} {v * 1e3:.4g}" for k, v in res.timings.items()), flush=True)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fused.fused_cg(A, b, **kw)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=48))
+
+
 def fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -235,18 +333,33 @@ def main() -> None:
     ap.add_argument("--solvers", default="fused,eager,cupyx")
     ap.add_argument("--eager-max-size", type=int, default=None, help="skip the eager loop above this n")
     ap.add_argument("--tuning", default="", help="fused kernel tuning, e.g. spmv_block=256,spmv_warps=4,inline=0")
+    ap.add_argument("--sweep", default=None,
+                    help="';'-separated fused tunings: per-kernel times and capped-solve time of each (no table)")
+    ap.add_argument("--sweep-iterations", type=int, default=300, help="maxiter of the sweep's solves")
+    ap.add_argument("--profile", action="store_true", help="host profile of a fused solve at sizes <= 1e5")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    tuning: dict[str, Any] = {}
-    for item in filter(None, args.tuning.split(",")):
-        key, value = item.split("=")
-        tuning[key] = bool(int(value)) if key == "inline" else int(value)
+    tuning = parse_tuning(args.tuning)
     args.tuning = tuning
     args.solvers = set(args.solvers.split(","))
     dev = torch.device(args.device)
     timer = Timer(dev)
     bw = copy_bandwidth(dev, timer)
+    if args.sweep or args.profile:
+        sweep: list[dict] = []
+        for size in (int(s) for s in args.sizes.split(",")):
+            if args.profile and size <= 100_000:
+                profile_small(size, args, dev, timer)
+            if args.sweep:
+                sweep += run_sweep(size, args, dev, timer, bw)
+            fused.clear_cache()
+            torch.cuda.empty_cache()
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump({"device": torch.cuda.get_device_name(dev), "copy_bandwidth_Bps": bw, "sweep": sweep}, fh,
+                          indent=1)
+        return
     # Warm-up of everything (kernel compilation, cuSPARSE / cuBLAS handles) on a small problem.
     run_size(min(1024, min(int(s) for s in args.sizes.split(","))), args, dev, timer, bw)
     rows: list[dict] = []

@@ -4,18 +4,30 @@ The eager loop of :func:`~slactl.engine.krylov.cg` launches a dozen small kernel
 and reads and writes every vector several times. This path runs one CG iteration as two streaming
 Triton kernels (see :mod:`slactl.engine.krylov._fused_cg_kernels`):
 
-* ``p = z + beta p`` fused into the CSR SpMV ``Ap = A p`` with the partial sums of ``p . Ap``;
-* ``x += alpha p``, ``r -= alpha Ap``, ``z = dinv r`` (Jacobi) with the partial sums of ``r . r``
-  and ``r . z``,
+* ``p = z + beta p`` fused into the CSR SpMV ``Ap = A p`` with the partial sums of ``p . Ap``, and
+  the previous iteration's ``x += alpha p`` (on the rows of ``p`` it reads anyway);
+* ``r -= alpha Ap``, ``z = dinv r`` (Jacobi) with the partial sums of ``r . r`` and ``r . z``,
 
-with alpha, beta, the stopping test, the failure statuses and the residual history computed on the
-device from per-block partial sums reduced in a fixed order (deterministic, no atomics): no host
-synchronization inside an iteration. Every ``check_every`` iterations (a *block*) the host reads the
-state once; the block is captured once in a CUDA graph and replayed (eager launches where capture
-fails). The next block is launched before the previous one is read, so the GPU never waits for the
-host; iterations run past convergence are *frozen* (``alpha = beta = 0``: ``x`` and ``r`` stay at
-the first iterate that met the tolerance, exactly as the eager loop freezes a converged column),
-do not count, and are trimmed from the history: the reported iteration count is the true one.
+so an iteration moves the matrix once and 9 vector passes (the bandwidth floor) when the gathers
+hit in cache. Alpha, beta, the stopping test, the failure statuses and the residual history are
+computed on the device from per-program partial sums reduced in a fixed order (deterministic: the
+atomic counters only tell which program finishes last): no host synchronization inside an
+iteration. Every ``check_every`` iterations (a *block*) the host reads the state once; the block is
+captured once in a CUDA graph and replayed (eager launches where capture fails). The next block is
+launched before the previous one is read, so the GPU never waits for the host; iterations run past
+convergence are *frozen* (``alpha = beta = 0``: ``x`` and ``r`` stay at the first iterate that met
+the tolerance, exactly as the eager loop freezes a converged column), do not count, and are trimmed
+from the history: the reported iteration count is the true one. Small systems (few partial sums)
+reduce them at the top of the next kernel and launch the kernels as programmatic dependent launches
+(2 kernels per iteration); large ones add a small reduction kernel after each streaming kernel.
+
+Measured on one H200 (float64 2-D Poisson, int32 CSR, ``b = A 1``, rtol 1e-8, copy bandwidth
+4.27 TB/s, floor 136 B/DOF per iteration; ``benchmarks/bench_fused_cg.py``,
+``benchmarks/raw/fused_cg/fused_cg_h200_2026-11-22_run6.json``), per iteration, whole solve:
+10K DOF 13.1 us (eager loop 264 us, cupyx 188 us), 1M 47 us (eager 371, cupyx 197), 16M 566 us =
+1.11x the floor (eager 982 us, 1.93x; cupyx 1225 us). Jacobi 16M: 628 us (eager 1101); float32
+16M: 365 us (eager 632). Faster than the eager loop at every size measured, so ``cg()`` takes it
+whenever it applies.
 
 Scope: one real (float32 / float64) unbatched :class:`~slactl.engine.matrix.SparseMatrix` on CUDA,
 one right-hand side, no preconditioner or Jacobi, no callback. :func:`~slactl.engine.krylov.cg`
@@ -50,6 +62,8 @@ from slactl.errors import UsageError
 _KERNELS = "slactl.engine.krylov._fused_cg_kernels"
 # State vector offsets (mirror of _fused_cg_kernels).
 _A_RZ, _A_BETA, _A_ACTIVE, _A_CODE, _A_COUNT = 0, 1, 2, 3, 4
+_TOL = 5  # the tolerance (read by the host only)
+_B_ALPHA = 9
 _HIST = 16
 
 # Up to this many per-block partial sums, every program of the next kernel reduces them itself
@@ -198,21 +212,56 @@ class _Plan:
         self.crow = A.pattern.crow.contiguous()
         self.col = A.pattern.col.contiguous()
         maxlen = A.pattern.cached(("fused_cg_maxlen",), lambda: int((self.crow[1:] - self.crow[:-1]).max()) if n else 0)
-        # Rows of at most 16 entries: the entry loop is unrolled (all loads in flight at once).
+        # The entries of a block of rows are read as [rows, KP] tiles: a row of up to unroll_max
+        # entries in up to 3 tiles whose widths (powers of 2) add up to maxlen where they can
+        # (5 = 4 + 1: padding lanes cost registers, so rows in flight), longer rows in a loop over
+        # tiles of KP up to maxlen.
         self.maxlen = maxlen
-        self.MAXLEN = maxlen if 0 < maxlen <= int(tuning.get("unroll_max", 16)) else 0
+        unroll = _next_pow2(max(1, int(tuning.get("unroll_max", 16))))
+        self.LOOP = maxlen > unroll
+        if self.LOOP:
+            tiles = [unroll]
+        elif not tuning.get("split", True):
+            tiles = [_next_pow2(max(maxlen, 1))]
+        else:
+            tiles, rest = [], max(maxlen, 1)
+            while rest > 0 and len(tiles) < 2:
+                tiles.append(1 << (rest.bit_length() - 1))
+                rest -= tiles[-1]
+            if rest > 0:
+                tiles.append(_next_pow2(rest))
+        self.KP, self.KP2, self.KP3 = (tiles + [0, 0])[:3]
+        # Evict-first hints on the matrix loads: slower on an H200 (sweep, 16M DOF, 128-row
+        # blocks: 576 us per iteration without, 618 with), so off unless asked for.
+        self.EVICT = bool(tuning.get("evict", False))
         small = n <= 1 << 17
-        self.BS = int(tuning.get("spmv_block", 128 if small else 512))
+        self.BS = int(tuning.get("spmv_block", 128))
         self.WS = int(tuning.get("spmv_warps", 4))
         self.BU = int(tuning.get("update_block", 256 if small else 1024))
         self.WU = int(tuning.get("update_warps", 4))
-        self.Ps, self.Pu = max(1, _cdiv(n, self.BS)), max(1, _cdiv(n, self.BU))
+        # A program covers SUB blocks of rows in turn (fewer partials to reduce; but programs
+        # that outlive the others leave the GPU part idle at the end, and loop-carried values
+        # cost registers): one block unless `partials` asks for about that many programs.
+        target = tuning.get("partials")
+        self.SS = int(tuning.get("spmv_sub", 1 if target is None else max(1, _cdiv(n, self.BS * int(target)))))
+        self.SU = int(tuning.get("update_sub", 1 if target is None else max(1, _cdiv(n, self.BU * int(target)))))
+        self.Ps, self.Pu = max(1, _cdiv(n, self.BS * self.SS)), max(1, _cdiv(n, self.BU * self.SU))
         inline = tuning.get("inline")
         self.inline = bool(max(self.Ps, self.Pu) <= INLINE_MAX_PARTIALS if inline is None else inline)
-        # Inline: one chunk holds every partial; finish kernels: chunks of up to 4096.
-        self.RB = _next_pow2(max(self.Ps, self.Pu)) if self.inline else min(4096, _next_pow2(max(self.Ps, self.Pu)))
-        self.RB = max(int(tuning.get("reduce_block", self.RB)), 16)
-        self.WF = 8 if self.RB >= 2048 else 4
+        # Inline: one chunk holds every partial. Finish kernels: programs of CHUNK partials (at
+        # most 256 of them: the last one sums their sums in one chunk of RB).
+        parts = max(self.Ps, self.Pu)
+        self.RB = _next_pow2(parts) if self.inline else 16
+        self.CHUNK = max(int(tuning.get("reduce_block", max(1024, _next_pow2(_cdiv(parts, 256))))), 2)
+        self.RB = max(16, _next_pow2(_cdiv(parts, self.CHUNK)), self.RB)
+        self.Ga, self.Gb = _cdiv(self.Ps, self.CHUNK), _cdiv(self.Pu, self.CHUNK)
+        self.WF = 8 if self.CHUNK >= 4096 else 4
+        # Small systems (inline stages, a few microseconds per kernel): the streaming kernels are
+        # programmatic dependent launches (Hopper and later): a kernel's programs start, and load
+        # the matrix, while the previous kernel finishes.
+        self.PDL = bool(tuning.get("pdl", True)) and self.inline and self.cuda and self.K.HAS_GDC \
+            and torch.cuda.get_device_capability(dev)[0] >= 9
+        self.pdl_kw = {"launch_pdl": True} if self.PDL else {}
         self.code_im = Status.INDEFINITE_MATRIX.code
         self.code_ip = Status.INDEFINITE_PRECONDITIONER.code
         e = lambda m: torch.zeros(m, dtype=dt, device=dev)  # noqa: E731
@@ -222,6 +271,9 @@ class _Plan:
         self.pap_part = e(self.Ps)
         self.rr_part = e(self.Pu)
         self.rz_part = e(self.Pu) if jacobi else self.rr_part
+        self.pap2, self.rr2 = e(self.Ga), e(self.Gb)
+        self.rz2 = e(self.Gb) if jacobi else self.rr2
+        self.counters = torch.zeros(2, dtype=torch.int32, device=dev)
         self.tol = torch.zeros((), dtype=dt, device=dev)
         self.state = torch.zeros(_HIST + max(self.k, 1), dtype=torch.float64, device=dev)
         self.use_graphs = bool(graphs) and self.cuda
@@ -239,28 +291,39 @@ class _Plan:
     def _iteration(self, g: int, j: int) -> None:
         """Launch iteration ``j`` of a block (``g``: iterations since the run started, for the
         parity of the ``p`` buffers)."""
-        K = self.K
-        p_old, p_new = (self.p0, self.p1) if g % 2 == 0 else (self.p1, self.p0)
-        beta_inline = self.inline and j > 0  # the first of a block reads beta from the state
-        K._spmv_kernel[(self.Ps,)](
-            self.crow, self.col, self.val, self.z, p_old, p_new, self.ap, self.pap_part, self.state,
-            self.rr_part, self.rz_part, self.tol, self.n, self.Pu, max(j - 1, 0), self.maxlen,
-            BLOCK=self.BS, MAXLEN=self.MAXLEN, BETA_INLINE=beta_inline, JACOBI=self.jacobi, RB=self.RB,
-            CODE_INDEF_PRECONDITIONER=self.code_ip, num_warps=self.WS)
+        self._spmv(g, j)
         if not self.inline:
-            K._alpha_finish[(1,)](self.state, self.pap_part, self.Ps, RB=self.RB,
-                                  CODE_INDEF_MATRIX=self.code_im, num_warps=self.WF)
-        K._update_kernel[(self.Pu,)](
-            self.x, self.r, self.z, self.dinv, p_new, self.ap, self.state, self.pap_part, self.rr_part,
-            self.rz_part, self.n, self.Ps, BLOCK=self.BU, ALPHA_INLINE=self.inline, JACOBI=self.jacobi,
-            RB=self.RB, CODE_INDEF_MATRIX=self.code_im, num_warps=self.WU)
+            self._alpha_finish()
+        self._update()
         if not self.inline:
             self._beta_finish(j)
 
+    def _spmv(self, g: int, j: int) -> Any:
+        p_old, p_new = (self.p0, self.p1) if g % 2 == 0 else (self.p1, self.p0)
+        beta_inline = self.inline and j > 0  # the first of a block reads beta from the state
+        return self.K._spmv_kernel[(self.Ps,)](
+            self.crow, self.col, self.val, self.z, p_old, p_new, self.ap, self.x, self.pap_part, self.state,
+            self.rr_part, self.rz_part, self.tol, self.n, self.Pu, max(j - 1, 0), self.maxlen,
+            BLOCK=self.BS, SUB=self.SS, KP=self.KP, KP2=self.KP2, KP3=self.KP3, LOOP=self.LOOP,
+            EVICT=self.EVICT, BETA_INLINE=beta_inline, JACOBI=self.jacobi, RB=self.RB,
+            CODE_INDEF_PRECONDITIONER=self.code_ip, PDL=self.PDL, num_warps=self.WS, **self.pdl_kw)
+
+    def _alpha_finish(self) -> None:
+        self.K._alpha_finish[(self.Ga,)](self.state, self.pap_part, self.Ps, self.pap2, self.counters[0:],
+                                         CHUNK=self.CHUNK, RB=self.RB, CODE_INDEF_MATRIX=self.code_im,
+                                         num_warps=self.WF)
+
+    def _update(self) -> Any:
+        return self.K._update_kernel[(self.Pu,)](
+            self.r, self.z, self.dinv, self.ap, self.state, self.pap_part, self.rr_part, self.rz_part, self.n,
+            self.Ps, BLOCK=self.BU, SUB=self.SU, ALPHA_INLINE=self.inline, JACOBI=self.jacobi, RB=self.RB,
+            CODE_INDEF_MATRIX=self.code_im, PDL=self.PDL, num_warps=self.WU, **self.pdl_kw)
+
     def _beta_finish(self, j: int) -> None:
-        self.K._beta_finish[(1,)](self.state, self.rr_part, self.rz_part, self.Pu, self.tol, j, RB=self.RB,
-                                  JACOBI=self.jacobi, CODE_INDEF_PRECONDITIONER=self.code_ip,
-                                  num_warps=self.WF)
+        self.K._beta_finish[(self.Gb,)](self.state, self.rr_part, self.rz_part, self.Pu, self.rr2, self.rz2,
+                                        self.counters[1:], self.tol, j, CHUNK=self.CHUNK, RB=self.RB,
+                                        JACOBI=self.jacobi, CODE_INDEF_PRECONDITIONER=self.code_ip,
+                                        num_warps=self.WF)
 
     def _block(self, g0: int, m: int) -> None:
         for j in range(m):
@@ -314,10 +377,13 @@ class _Plan:
         self.p0.zero_()  # p = z + 0 * p_old on the first iteration: p_old must be finite
         zero = torch.zeros((), dtype=torch.float64, device=self.device)
         self.state.zero_()
-        self.state[:5].copy_(torch.stack([rz.reshape(()).to(torch.float64), zero,
-                                          active.reshape(()).to(torch.float64),
-                                          code.reshape(()).to(torch.float64), zero]))
-        tol_h = float(tol.reshape(()))
+        # (the tolerance rides along in the state: the host reads it with the first block's state
+        # instead of synchronizing for it here)
+        self.state[:_TOL + 1].copy_(torch.stack([rz.reshape(()).to(torch.float64), zero,
+                                                 active.reshape(()).to(torch.float64),
+                                                 code.reshape(()).to(torch.float64), zero,
+                                                 tol.reshape(()).to(torch.float64)]))
+        tol_h = math.nan
         k = self.k
         launched = 0
         read = 0  # iterations of the blocks read so far
@@ -362,6 +428,7 @@ class _Plan:
             if self.cuda:
                 self.events[s].synchronize()
             snap = self.snaps[s].tolist()
+            tol_h = snap[_TOL]
             checks += 1
             if stop:
                 continue  # a frozen block launched before the stop was seen: nothing to read
@@ -373,7 +440,10 @@ class _Plan:
             if last_active <= 0:
                 stop = True
             predicted = _predict(norms, tol_h)
-        x.copy_(self.x)
+        # x lags one iteration (the SpMV applies the previous iteration's update): add the last
+        # iteration's alpha p (alpha is 0 when the column had stopped before it).
+        p_last = self.p1 if (launched - 1) % 2 == 0 else self.p0
+        torch.addcmul(self.x, p_last, self.state[_B_ALPHA:_B_ALPHA + 1].to(self.dtype), out=x)
         return {"iterations": count, "launched": launched, "norms": norms, "active": last_active > 0,
                 "code": int(round(last_code)), "checks": checks, "graph_replays": graphs_used}
 
@@ -391,6 +461,24 @@ def _predict(norms: list[float], tol: float, window: int = 16) -> float:
         return 0.0
     rate = (n1 / n0) ** (1.0 / (len(norms) - 1 - j0))
     return math.log(tol / n1) / math.log(rate) if rate < 1 else math.inf
+
+
+def _history(norms: list[Any], runs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The monitor's history (``[iterations + 1]``) from its list, where each fused run left
+    ``None`` placeholders followed by its last norm (``runs``: the run's norms, that last one)."""
+    parts: list[torch.Tensor] = []
+    pending, i = 0, 0
+    for v in norms:
+        if v is None:
+            pending += 1
+        elif i < len(runs) and v is runs[i][1]:
+            parts.append(runs[i][0][:pending + 1])
+            i, pending = i + 1, 0
+        else:
+            parts.append(v.reshape(1))
+    if pending:  # (a trimmed run: its first entries)
+        parts.append(runs[i][0][:pending])
+    return torch.cat(parts)
 
 
 def _plan_for(A: SparseMatrix, jacobi: bool, k: int, graphs: bool, interpret: bool,
@@ -453,18 +541,23 @@ def fused_cg(
         Allow CPU tensors: the kernels run under Triton's CPU interpreter, which must be on
         (``TRITON_INTERPRET=1`` before triton is imported). For tests; slow.
     tuning : dict, optional
-        ``spmv_block``, ``spmv_warps``, ``update_block``, ``update_warps`` (rows per program and
-        warps of the two streaming kernels), ``inline`` (force or forbid the inline scalar
-        stages), ``unroll_max`` (longest row whose entry loop is unrolled), ``reduce_block``
-        (partials summed per chunk; a power of 2, at least 16).
+        For benchmarks (``benchmarks/bench_fused_cg.py --tuning / --sweep``): ``spmv_block``,
+        ``spmv_warps``, ``update_block``, ``update_warps`` (rows per block and warps of the two
+        streaming kernels), ``spmv_sub``, ``update_sub`` (blocks per program, default 1) or
+        ``partials`` (about that many programs), ``inline`` (force or forbid the inline scalar
+        stages), ``unroll_max`` (rows longer than this run a loop over tiles), ``split`` (False: one
+        padded power-of-2 tile per row instead of 2^k-wide tiles adding up to the row length),
+        ``evict`` (evict-first hints on the matrix loads), ``pdl`` (False: no programmatic
+        dependent launches), ``reduce_block`` (partials per program of the reduction kernels).
 
     Returns
     -------
     KrylovResult
         As :func:`~slactl.engine.krylov.cg`'s; ``info`` adds ``fused`` (True), ``cuda_graph``
-        (blocks replayed from the graph), ``inline_reductions``, ``plan_cached``, and ``timings``
-        adds ``setup`` (buffers + graph capture of this call; 0 when the plan was cached) and
-        ``iterate`` (the iteration loops, without the set-up, the initial and the final residual).
+        (blocks replayed from the graph), ``inline_reductions``, ``pdl``, ``plan_cached``, and
+        ``timings`` adds ``setup`` (buffers + graph capture of this call; 0 when the plan was
+        cached), ``iterate`` (the iteration loops, without the set-up, the initial and the final
+        residual), ``before_iterate`` / ``after_iterate`` (this path's own work around them).
 
     Raises
     ------
@@ -484,12 +577,20 @@ def fused_cg(
     if k < 1:
         raise UsageError(f"check_every must be at least 1, got {check_every}")
     tuning = dict(tuning or {})
-    stats: dict[str, Any] = {"setup": 0.0, "iterate": 0.0, "plan_cached": None, "graph_replays": 0, "cuda_graph_error": None,
-                             "inline_reductions": None}
+    stats: dict[str, Any] = {"setup": 0.0, "iterate": 0.0, "before_iterate": 0.0, "after_iterate": 0.0,
+                             "plan_cached": None, "graph_replays": 0, "cuda_graph_error": None,
+                             "inline_reductions": None, "pdl": None}
+
+    zero_start = [x0 is None]  # the driver's first x is zeros
+    runs: list[tuple[torch.Tensor, torch.Tensor]] = []  # each run's norms (one tensor) and its last
 
     def core(op: Any, b: torch.Tensor, x: torch.Tensor, M: Any, mon: Any) -> None:
-        # The start is the eager loop's own (one matvec, one preconditioner application).
-        r = b - op.matvec(x)
+        t_core = time.perf_counter()
+        # The start is the eager loop's own (one matvec, one preconditioner application), less
+        # the matvec on the first run from x = 0: r = b - A 0 = b (only read below). (A matrix
+        # with inf / NaN entries then stops on its first iteration rather than at the start.)
+        r = b if zero_start[0] else b - op.matvec(x)
+        zero_start[0] = False
         mon.begin(op.norm(r))
         z = M.apply(r)
         rz = op.dot(r, z).real
@@ -500,6 +601,7 @@ def fused_cg(
         plan, cached = _plan_for(A, kind == "jacobi", k, graphs, interpret, tuning)
         try:
             t_capture, t_run = plan.capture_seconds, time.perf_counter()
+            stats["before_iterate"] += t_run - t_core
             out = plan.run(x, r, z, rz, mon.active, mon.code, mon.tol,
                            getattr(M, "inv_diag", None) if kind == "jacobi" else None, budget)
         finally:
@@ -508,24 +610,38 @@ def fused_cg(
             stats["plan_cached"] = cached
             stats["setup"] += 0.0 if cached else plan.setup_seconds
         stats["setup"] += plan.capture_seconds - t_capture
-        stats["iterate"] += time.perf_counter() - t_run - (plan.capture_seconds - t_capture)
+        t_done = time.perf_counter()
+        stats["iterate"] += t_done - t_run - (plan.capture_seconds - t_capture)
         stats["graph_replays"] += out["graph_replays"]
         stats["cuda_graph_error"] = plan.graph_error
         stats["inline_reductions"] = plan.inline
+        stats["pdl"] = plan.PDL
         mon.it += out["launched"]
         mon.syncs += out["checks"]
         if out["norms"]:
-            real = mon.tol.dtype
-            mon.norms.extend(torch.tensor(out["norms"], dtype=real, device=mon.tol.device).unbind(0))
+            # The monitor keeps one 0-d tensor per iteration and stacks them at the end: host
+            # time per iteration, which shows at 10K DOF (a few microseconds per iteration). The
+            # run's norms stay one tensor, the monitor gets placeholders and the last norm (all
+            # that its checks read; the run adds exactly `iterations` entries, so its trimming
+            # leaves them alone), and its history() puts the tensors back in their places.
+            t = torch.tensor(out["norms"], dtype=mon.tol.dtype, device=mon.tol.device)
+            runs.append((t, t[-1]))
+            mon.norms.extend([None] * (t.numel() - 1))
+            mon.norms.append(runs[-1][1])
+            if "history" not in vars(mon):
+                mon.history = lambda: _history(mon.norms, runs)
         mon.count = mon.count + out["iterations"]
         mon.code = torch.full_like(mon.code, out["code"])
         mon.active = torch.full_like(mon.active, out["active"])
+        stats["after_iterate"] += time.perf_counter() - t_done
 
     res = run_krylov("cg", core, A, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter,
                      preconditioner=preconditioner, check_every=k, callback=None)
     res.info.update(fused=True, cuda_graph=stats["graph_replays"] > 0, graph_replays=stats["graph_replays"],
-                    inline_reductions=stats["inline_reductions"], plan_cached=stats["plan_cached"],
-                    cuda_graph_error=stats["cuda_graph_error"])
+                    inline_reductions=stats["inline_reductions"], pdl=stats["pdl"],
+                    plan_cached=stats["plan_cached"], cuda_graph_error=stats["cuda_graph_error"])
     res.timings["setup"] = stats["setup"]
     res.timings["iterate"] = stats["iterate"]  # the iteration loops alone (ends on a host sync)
+    res.timings["before_iterate"] = stats["before_iterate"]  # initial residual, checks, plan look-up
+    res.timings["after_iterate"] = stats["after_iterate"]  # handing the run's results to the driver
     return res

@@ -152,20 +152,31 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
     K = fused.load_kernels()
     f, i = "*fp64", "*i32"
-    spmv = {"crow": i, "col": i, "val": f, "z": f, "p_old": f, "p_new": f, "ap": f, "pap_part": f, "state": f,
-            "rr_part": f, "rz_part": f, "tol_ptr": f, "n": "i32", "n_upart": "i32", "hist_index": "i32",
-            "maxlen": "i32", "BLOCK": "constexpr", "MAXLEN": "constexpr", "BETA_INLINE": "constexpr",
-            "JACOBI": "constexpr", "RB": "constexpr", "CODE_INDEF_PRECONDITIONER": "constexpr"}
-    update = {"x": f, "r": f, "z": f, "dinv": f, "p": f, "ap": f, "state": f, "pap_part": f, "rr_part": f,
-              "rz_part": f, "n": "i32", "n_spart": "i32", "BLOCK": "constexpr", "ALPHA_INLINE": "constexpr",
-              "JACOBI": "constexpr", "RB": "constexpr", "CODE_INDEF_MATRIX": "constexpr"}
-    beta = {"state": f, "rr_part": f, "rz_part": f, "n_part": "i32", "tol_ptr": f, "hist_index": "i32",
-            "RB": "constexpr", "JACOBI": "constexpr", "CODE_INDEF_PRECONDITIONER": "constexpr"}
+    spmv = {"crow": i, "col": i, "val": f, "z": f, "p_old": f, "p_new": f, "ap": f, "x": f, "pap_part": f,
+            "state": f, "rr_part": f, "rz_part": f, "tol_ptr": f, "n": "i32", "n_upart": "i32", "hist_index": "i32",
+            "maxlen": "i32", "BLOCK": "constexpr", "SUB": "constexpr", "KP": "constexpr", "KP2": "constexpr",
+            "KP3": "constexpr", "LOOP": "constexpr",
+            "EVICT": "constexpr", "BETA_INLINE": "constexpr", "JACOBI": "constexpr", "RB": "constexpr",
+            "CODE_INDEF_PRECONDITIONER": "constexpr", "PDL": "constexpr"}
+    update = {"r": f, "z": f, "dinv": f, "ap": f, "state": f, "pap_part": f, "rr_part": f,
+              "rz_part": f, "n": "i32", "n_spart": "i32", "BLOCK": "constexpr", "SUB": "constexpr",
+              "ALPHA_INLINE": "constexpr", "JACOBI": "constexpr", "RB": "constexpr", "CODE_INDEF_MATRIX": "constexpr",
+              "PDL": "constexpr"}
+    beta = {"state": f, "rr_part": f, "rz_part": f, "n_part": "i32", "rr2": f, "rz2": f, "counter": i, "tol_ptr": f,
+            "hist_index": "i32", "CHUNK": "constexpr", "RB": "constexpr", "JACOBI": "constexpr",
+            "CODE_INDEF_PRECONDITIONER": "constexpr"}
     cases = [
-        (K._spmv_kernel, spmv, dict(BLOCK=512, MAXLEN=5, BETA_INLINE=True, JACOBI=True, RB=256,
-                                    CODE_INDEF_PRECONDITIONER=6)),
-        (K._update_kernel, update, dict(BLOCK=1024, ALPHA_INLINE=True, JACOBI=True, RB=256, CODE_INDEF_MATRIX=5)),
-        (K._beta_finish, beta, dict(RB=4096, JACOBI=True, CODE_INDEF_PRECONDITIONER=6)),
+        (K._spmv_kernel, spmv, dict(BLOCK=128, SUB=1, KP=4, KP2=1, KP3=0, LOOP=False, EVICT=True, BETA_INLINE=True,
+                                    JACOBI=True, RB=256, CODE_INDEF_PRECONDITIONER=6, PDL=True)),
+        (K._spmv_kernel, spmv, dict(BLOCK=128, SUB=1, KP=4, KP2=1, KP3=0, LOOP=False, EVICT=False, BETA_INLINE=False,
+                                    JACOBI=False, RB=16, CODE_INDEF_PRECONDITIONER=6, PDL=False)),
+        (K._spmv_kernel, spmv, dict(BLOCK=256, SUB=16, KP=16, KP2=0, KP3=0, LOOP=True, EVICT=False, BETA_INLINE=False,
+                                    JACOBI=False, RB=4096, CODE_INDEF_PRECONDITIONER=6, PDL=True)),
+        (K._update_kernel, update, dict(BLOCK=1024, SUB=1, ALPHA_INLINE=True, JACOBI=True, RB=256, CODE_INDEF_MATRIX=5,
+                                        PDL=True)),
+        (K._update_kernel, update, dict(BLOCK=1024, SUB=8, ALPHA_INLINE=False, JACOBI=False, RB=4096,
+                                        CODE_INDEF_MATRIX=5, PDL=False)),
+        (K._beta_finish, beta, dict(CHUNK=1024, RB=256, JACOBI=True, CODE_INDEF_PRECONDITIONER=6)),
     ]
     for fn, sig, const in cases:
         try:
@@ -173,7 +184,10 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         except TypeError as exc:
             pytest.skip(f"this triton's ASTSource takes other arguments: {exc}")
         compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": True})
-        assert "ld.global" in compiled.asm["ptx"]
+        ptx = compiled.asm["ptx"]
+        assert "ld.global" in ptx
+        if const.get("PDL"):
+            assert "griddepcontrol.wait" in ptx
 
 
 # ------------------------------------------------------------- kernels (Triton interpreter)
@@ -237,6 +251,42 @@ def test_interp_many_partials_long_rows_and_int64_indices():
     res2 = fused.fused_cg(A, b, rtol=1e-8, preconditioner="jacobi", interpret=True, tuning=tuning)
     assert res2.iterations == ref.iterations
     np.testing.assert_allclose(res2.x.numpy(), ref.x.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def _stencil(kind: str) -> sp.csr_matrix:
+    """SPD matrices whose longest rows hold 7 (3-D Poisson), 9 (2-D 9-point) and 15 (a band)
+    entries: row tiles 4 + 2 + 1, 8 + 1 and 8 + 4 + 4."""
+    if kind == "7-point-3d":
+        T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4))
+        I = sp.identity(4)
+        return (sp.kron(sp.kron(T, I), I) + sp.kron(sp.kron(I, T), I) + sp.kron(sp.kron(I, I), T)).tocsr()
+    if kind == "9-point-2d":
+        T = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(8, 8))
+        return (9.0 * sp.identity(64) - sp.kron(T, T)).tocsr()
+    offsets = list(range(-7, 8))
+    return sp.diags([16.0 if o == 0 else -1.0 for o in offsets], offsets, shape=(60, 60)).tocsr()
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kind,tiles", [("7-point-3d", (4, 2, 1)), ("9-point-2d", (8, 1, 0)), ("band-15", (8, 4, 4))])
+@pytest.mark.parametrize("tuning", [{}, {"split": False, "spmv_sub": 3, "update_sub": 2, "inline": False,
+                                         "reduce_block": 4, "evict": True}], ids=["tiles", "one-tile-sub-blocks"])
+def test_interp_row_tiles_and_sub_blocks(kind, tiles, tuning):
+    """Rows split into tiles of 2^k entries (or one padded tile), programs covering several blocks
+    of rows, evict-first hints, chunked partial sums: the same answer as the eager loop."""
+    S = _stencil(kind)
+    A = slactl.SparseMatrix.from_scipy(S)
+    n = S.shape[0]
+    b = _rhs(n, 13)
+    fused.clear_cache()
+    res, ref = _both(A, b, rtol=1e-10, tuning=dict(tuning))
+    plan = next(reversed(fused._cache.values()))[0]
+    maxlen = int(np.diff(S.indptr).max())
+    assert (plan.KP, plan.KP2, plan.KP3) == (tiles if not tuning else (fused._next_pow2(maxlen), 0, 0))
+    assert (plan.SS, plan.SU) == ((1, 1) if not tuning else (3, 2))
+    assert res.converged and abs(res.iterations - ref.iterations) <= 1
+    np.testing.assert_allclose(res.residual_norms.numpy()[:5], ref.residual_norms.numpy()[:5], rtol=1e-9)
+    assert _rel(res.x, spla.spsolve(S.tocsc(), b.numpy())) < 1e-8
 
 
 @needs_interpreter
@@ -335,6 +385,25 @@ def test_gpu_cached_plan_replays_from_the_first_block_and_is_deterministic():
     assert second.info["graph_replays"] >= second.info["iterations_run"] // 8
     torch.testing.assert_close(second.x, first.x, rtol=0, atol=0)  # fixed-order reductions
     torch.testing.assert_close(second.residual_norms, first.residual_norms, rtol=0, atol=0)
+
+
+@gpu
+def test_gpu_programmatic_dependent_launch_changes_nothing():
+    """Small systems launch the streaming kernels as programmatic dependent launches (Hopper and
+    later): the same bits as plain launches, with and without graphs."""
+    A = _cuda(poisson2d(48))
+    b = _rhs(48 * 48, 14, device="cuda")
+    fused.clear_cache()
+    on = fused.fused_cg(A, b, rtol=1e-10)
+    off = fused.fused_cg(A, b, rtol=1e-10, tuning={"pdl": False})
+    eager = fused.fused_cg(A, b, rtol=1e-10, graphs=False)
+    assert on.info["inline_reductions"] and off.info["pdl"] is False
+    assert on.info["pdl"] is (torch.cuda.get_device_capability()[0] >= 9)
+    assert on.info["cuda_graph"] and on.info["cuda_graph_error"] is None
+    for other in (off, eager):
+        assert other.iterations == on.iterations
+        torch.testing.assert_close(other.x, on.x, rtol=0, atol=0)
+        torch.testing.assert_close(other.residual_norms, on.residual_norms, rtol=0, atol=0)
 
 
 @gpu
