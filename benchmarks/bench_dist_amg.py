@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--engine", action="store_true", help="one GPU: the engine's CG + sa-amg (no process group)")
     ap.add_argument("--rtol", type=float, default=1e-8)
     ap.add_argument("--maxiter", type=int, default=None)
+    ap.add_argument("--rhs", choices=["ones", "A-ones"], default="ones",
+                    help="b = ones, or b = A @ ones (issue 7's targets; engine mode only)")
     ap.add_argument("--no-profile", action="store_true", help="skip the second, profiled solve")
     ap.add_argument("--out", default=None, help="append the JSON line to this file (rank 0)")
     args = ap.parse_args()
@@ -131,6 +133,9 @@ def main() -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         A = local
+        if args.rhs == "A-ones":
+            b = torch.mv(A.pattern.torch_csr(A.values), torch.ones_like(b))
+        row["rhs"] = args.rhs
         cg(A, b, preconditioner=SmoothedAggregation(A), rtol=args.rtol, maxiter=maxiter) if n <= 600 else None  # warm-up
         _sync(device)
         t = time.perf_counter()
