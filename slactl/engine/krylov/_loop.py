@@ -243,7 +243,7 @@ def run_krylov(
         while True:
             core(op, b, x, M, mon, **options)
             mon.end_run()
-            true_norm = op.norm(b - op.matvec(x))
+            true_norm = op.norm(op.residual(b, x))  # (in place where it can: one n-vector)
             ok = true_norm <= tol
             again = ~ok & _isin(mon.code, retry)
             if recoveries >= _MAX_RECOVERIES or mon.iterations_left() <= 0 or not bool(again.any()):

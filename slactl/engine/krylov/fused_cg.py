@@ -265,7 +265,16 @@ class _Plan:
         self.code_im = Status.INDEFINITE_MATRIX.code
         self.code_ip = Status.INDEFINITE_PRECONDITIONER.code
         e = lambda m: torch.zeros(m, dtype=dt, device=dev)  # noqa: E731
-        self.x, self.r, self.ap, self.p0, self.p1 = e(n), e(n), e(n), e(n), e(n)
+        self.r, self.ap, self.p0, self.p1 = e(n), e(n), e(n), e(n)
+        # x: the kernels update the caller's iterate in place, not a copy of it (one n-vector less
+        # at the peak: issue 7, <= 130 B/DOF for plain CG). The graphs capture its address, so a
+        # later run may replay them only with its x at that same address; a run whose x lies
+        # elsewhere (a re-solve while the first result is alive) gives the plan its own buffer
+        # (copied in and out, as every run did before) and captures once more. No reference to
+        # the caller's x is kept between runs.
+        self.x: torch.Tensor | None = None
+        self._x_own: torch.Tensor | None = None
+        self._x_ptr: int | None = None
         self.z = e(n) if jacobi else self.r
         self.dinv = e(n) if jacobi else self.r  # not read without Jacobi
         self.pap_part = e(self.Ps)
@@ -366,9 +375,28 @@ class _Plan:
                 return self._run(x, r, z, rz, active, code, tol, dinv, budget)
         return self._run(x, r, z, rz, active, code, tol, dinv, budget)
 
+    def _x_buffer(self, x: torch.Tensor) -> torch.Tensor:
+        """The buffer the kernels update: ``x`` itself where the captured graphs (if any) point at
+        its address, else the plan's own buffer (see ``__init__``)."""
+        if self._x_own is None and x.is_contiguous() and (not self.graphs or self._x_ptr == x.data_ptr()):
+            self._x_ptr = x.data_ptr()
+            return x
+        if self._x_own is None:
+            self.graphs.clear()  # captured with another address
+            self._x_own = torch.empty(self.n, dtype=self.dtype, device=self.device)
+        self._x_own.copy_(x)
+        return self._x_own
+
     def _run(self, x: torch.Tensor, r: torch.Tensor, z: torch.Tensor, rz: torch.Tensor, active: torch.Tensor,
              code: torch.Tensor, tol: torch.Tensor, dinv: torch.Tensor | None, budget: int) -> dict[str, Any]:
-        self.x.copy_(x)
+        self.x = self._x_buffer(x)
+        try:
+            return self._iterate(x, r, z, rz, active, code, tol, dinv, budget)
+        finally:
+            self.x = None  # (never hold the caller's x between runs)
+
+    def _iterate(self, x: torch.Tensor, r: torch.Tensor, z: torch.Tensor, rz: torch.Tensor, active: torch.Tensor,
+                 code: torch.Tensor, tol: torch.Tensor, dinv: torch.Tensor | None, budget: int) -> dict[str, Any]:
         self.r.copy_(r)
         if self.jacobi:
             self.z.copy_(z)
@@ -443,6 +471,7 @@ class _Plan:
         # x lags one iteration (the SpMV applies the previous iteration's update): add the last
         # iteration's alpha p (alpha is 0 when the column had stopped before it).
         p_last = self.p1 if (launched - 1) % 2 == 0 else self.p0
+        # (self.x may be x itself: an elementwise op fully in place, the same arithmetic)
         torch.addcmul(self.x, p_last, self.state[_B_ALPHA:_B_ALPHA + 1].to(self.dtype), out=x)
         return {"iterations": count, "launched": launched, "norms": norms, "active": last_active > 0,
                 "code": int(round(last_code)), "checks": checks, "graph_replays": graphs_used}

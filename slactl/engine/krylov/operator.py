@@ -46,6 +46,11 @@ class LinearOperator:
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         return self.matvec(x)
 
+    def residual(self, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``b - A x`` (a new tensor). Subclasses whose ``matvec`` returns a fresh tensor may
+        subtract in place (:class:`MatrixOperator`): one vector of memory instead of two."""
+        return b - self.matvec(x)
+
     def reduce(self, local: torch.Tensor) -> torch.Tensor:
         """Turn a sum over this process's rows into the global sum (identity here)."""
         return local
@@ -102,6 +107,15 @@ class MatrixOperator(LinearOperator):
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         # torch's CSR kernels directly (MKL / cuSPARSE): no autograd bookkeeping per iteration.
         return torch.mv(self._csr, x) if x.dim() == 1 else torch.mm(self._csr, x)
+
+    def residual(self, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # torch.mv / torch.mm return a new tensor: b - A x is written over it (the same
+        # subtraction, bit for bit), so the true-residual check after a solve holds one vector
+        # beside the solver's, not two (issue 7: the peak of a plain CG solve).
+        ax = self.matvec(x)
+        if ax.shape != b.shape or ax.dtype != b.dtype or ax.requires_grad or b.requires_grad:
+            return b - ax
+        return torch.sub(b, ax, out=ax)
 
 
 class DenseOperator(LinearOperator):

@@ -101,7 +101,13 @@ def solve(
     if x0 is not None:
         A.check_compatible(x0, "x0")
         x0 = x0.reshape(bb.shape)
-    structure = analyze(flat.detach())
+    # The structure analysis (symmetry through the transposed pattern, diagonal, row sums) costs
+    # O(nnz) temporaries and leaves O(nnz) caches on the pattern: at 1M DOF it was the peak of a
+    # plain CG solve (about 330 B/DOF against 120 for the solve itself, issue 7). Skip it where
+    # nothing reads it: a Krylov method with a preconditioner named by the caller on the torch
+    # backend (select() and the Krylov builder look at it only for "auto" and AMG; sa-amg tests
+    # symmetry itself with two SpMVs and a structural check, without the transposed pattern).
+    structure = analyze(flat.detach()) if _needs_structure(method, backend, preconditioner) else None
     choice = select(flat.shape[0], flat.device, flat.dtype, structure, method=method, backend=backend,
                     preconditioner=preconditioner)
     if A.is_batched:
@@ -128,6 +134,15 @@ def solve(
     if A.is_batched:
         result.x = result.x.reshape(b.shape)
     return result if return_result else result.x
+
+
+def _needs_structure(method: str, backend: str, preconditioner: Any) -> bool:
+    """Whether dispatch or set-up can read :func:`analyze`'s result for these options."""
+    from slactl.engine.linear.dispatch import KRYLOV_METHODS
+
+    if method not in KRYLOV_METHODS or backend not in ("auto", "torch"):
+        return True  # auto / direct dispatch, or a direct backend (SuperLU and cuDSS use it)
+    return isinstance(preconditioner, str) and preconditioner.lower() in ("auto", "amg")
 
 
 def _solve_with(A: SparseMatrix, b: torch.Tensor, choice: Choice, structure: Any,

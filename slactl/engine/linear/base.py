@@ -23,7 +23,13 @@ from slactl.engine.matrix import SparseMatrix
 
 def residual_norms(A: SparseMatrix, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(||b - A x||, ||b||)`` per column (2-norm)."""
-    r = b - A @ x
+    r = A @ x
+    if r.requires_grad or b.requires_grad or r.shape != b.shape or r.dtype != b.dtype:
+        r = b - r
+    else:
+        # b - A x written over the fresh product (the same subtraction, bit for bit): one
+        # n-vector at the end of a solve instead of two (issue 7, CG peak memory).
+        torch.sub(b, r, out=r)
     return torch.linalg.vector_norm(r, dim=0), torch.linalg.vector_norm(b, dim=0)
 
 

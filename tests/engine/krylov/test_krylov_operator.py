@@ -105,3 +105,22 @@ def test_device_mismatch_is_reported():
     A = slactl.SparseMatrix.from_scipy(poisson2d(4))
     with pytest.raises(DeviceError):
         METHODS["cg"](A, torch.ones(16, dtype=torch.float64, device="cuda"))
+
+
+def test_matrix_operator_residual_is_b_minus_ax_bit_for_bit():
+    """MatrixOperator.residual subtracts in place over the fresh product (issue 7: one n-vector at
+    the true-residual check, not two); the values are those of ``b - A x``."""
+    P = poisson2d(6)
+    op = as_operator(slactl.SparseMatrix.from_scipy(P))
+    g = torch.Generator().manual_seed(0)
+    for shape in ((36,), (36, 3)):
+        x = torch.randn(shape, dtype=torch.float64, generator=g)
+        b = torch.randn(shape, dtype=torch.float64, generator=g)
+        b0, x0 = b.clone(), x.clone()
+        r = op.residual(b, x)
+        assert torch.equal(r, b - op.matvec(x))
+        assert torch.equal(b, b0) and torch.equal(x, x0)  # the operands are untouched
+    # an operator whose matvec may return its input keeps the out-of-place default
+    ident = FunctionOperator(lambda v: v, (3, 3), torch.float64, "cpu")
+    v = torch.ones(3, dtype=torch.float64)
+    assert torch.equal(ident.residual(2 * v, v), v) and torch.equal(v, torch.ones(3, dtype=torch.float64))

@@ -235,3 +235,27 @@ def test_bad_requests_raise_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailableError, match="runs on cuda"):
             slactl.solve(A, b, backend="cudss")
+
+
+def test_named_krylov_method_skips_the_structure_analysis():
+    """A Krylov method with a named preconditioner does not run the structure analysis, whose
+    transposed pattern, COO rows and diagonal positions were the peak of a plain CG solve
+    (issue 7); auto-dispatch still runs it."""
+    P = poisson2d(12)
+    b = torch.ones(P.shape[0], dtype=torch.float64)
+    A = slactl.SparseMatrix.from_scipy(P)
+    res = slactl.solve(A, b, method="cg", preconditioner="none", rtol=1e-10, return_result=True)
+    assert res.converged
+    assert A.pattern._row is None and "transpose" not in A.pattern._cache and "diagonal" not in A.pattern._cache
+    B = slactl.SparseMatrix.from_scipy(P)
+    ref = slactl.solve(B, b, method="cg", preconditioner="auto", rtol=1e-10)  # reads the structure
+    assert "transpose" in B.pattern._cache
+    assert torch.equal(slactl.solve(slactl.SparseMatrix.from_scipy(P), b, method="cg", preconditioner="jacobi",
+                                    rtol=1e-10),
+                       slactl.solve(slactl.SparseMatrix.from_scipy(P), b, method="cg", backend="torch",
+                                    preconditioner="jacobi", rtol=1e-10))
+    assert ref.shape == res.x.shape
+    C = slactl.SparseMatrix.from_scipy(P)  # sa-amg checks symmetry itself: no transposed pattern
+    res_sa = slactl.solve(C, b, method="cg", preconditioner="sa-amg", rtol=1e-10, return_result=True)
+    assert res_sa.converged and "transpose" not in C.pattern._cache
+    assert torch.allclose(res_sa.x, res.x, rtol=1e-8, atol=0)
