@@ -147,6 +147,8 @@ def main() -> None:
     dev = torch.device("cuda")
     # Warm-up: load cuSPARSE / cuBLAS / cuSOLVER and compile nothing later in the timed region.
     run_one("poisson2d", 64, dev, peers=False)
+    run_one("poisson2d", 300, dev, peers=False)  # several fused levels: both kernel widths compiled
+    run_one("poisson3d", 30, dev, peers=False)
     run_one("elasticity2d", 8, dev, peers=False)
     rows = []
     for case in args.cases.split(","):

@@ -108,6 +108,7 @@ class DistSmoothedAggregation(AMG):
     """
 
     name = "dist-amg"
+    fused_cycle = False  # the levels are distributed: the engine's fused level kernels do not apply
 
     def __init__(self, A: DistSparseMatrix | None = None, *, theta: float = 0.08, near_nullspace: torch.Tensor | None = None,
                  block_size: int = 1, smoother: str = "chebyshev", degree: int = 2, max_levels: int = 12,

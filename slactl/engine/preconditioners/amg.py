@@ -92,6 +92,9 @@ class AMG(Preconditioner):
         Passed to pyamg; the coarsest level (at most ``max_coarse`` rows) is solved densely.
     symmetry : {"hermitian", "symmetric", "nonsymmetric"}, optional
         pyamg's ``symmetry``; by default ``"symmetric"`` when ``A == A^T`` else ``"nonsymmetric"``.
+    fused_cycle : bool
+        On CUDA with Triton, apply the V-cycle to a vector with fused SpMV + smoother kernels
+        (:mod:`slactl.engine.preconditioners.fused_cycle`); False keeps the torch cycle.
     **pyamg_options
         Further keywords of :func:`pyamg.smoothed_aggregation_solver` (``strength``, ``smooth``...).
 
@@ -123,9 +126,11 @@ class AMG(Preconditioner):
         max_levels: int = 10,
         max_coarse: int = 500,
         symmetry: str | None = None,
+        fused_cycle: bool = True,
         **pyamg_options: Any,
     ):
         self.smoother, self.degree = cycle_options(smoother, degree)
+        self.fused_cycle = bool(fused_cycle)
         self.options = dict(pyamg_options, max_levels=max_levels, max_coarse=max_coarse)
         self.symmetry = symmetry
         self.levels: list[Level] = []
@@ -184,6 +189,10 @@ class AMG(Preconditioner):
         return self._cycle(0, r)
 
     def _cycle(self, l: int, b: torch.Tensor) -> torch.Tensor:
+        if l == 0 and getattr(self, "fused_cycle", True):
+            fused = self._fused_cycle(b)
+            if fused is not None:
+                return fused(0, b)
         if l == len(self.levels) - 1:
             return self._coarse_solve(b)
         lv = self.levels[l]
@@ -191,6 +200,19 @@ class AMG(Preconditioner):
         r = b - lv.matvec(0, x)
         x = x + lv.matvec(1, self._cycle(l + 1, lv.matvec(2, r)))  # coarse-grid correction
         return self._smooth(lv, b, x)  # post-smoothing
+
+    def _fused_cycle(self, b: torch.Tensor) -> Any:
+        """The fused Triton cycle of this hierarchy (:mod:`.fused_cycle`) where it applies to
+        ``b``, else None; rebuilt when the levels change (a new set-up, a transpose)."""
+        from slactl.engine.preconditioners import fused_cycle
+
+        interpret = getattr(self, "_interpret_fused", False)
+        if not fused_cycle.available(self, b, interpret=interpret):
+            return None
+        plan = getattr(self, "_fused_plan", None)
+        if plan is None or plan.levels is not self.levels:
+            plan = self._fused_plan = fused_cycle.FusedCycle(self)
+        return plan
 
     def _coarse_solve(self, b: torch.Tensor) -> torch.Tensor:
         rhs = b[:, None] if b.dim() == 1 else b

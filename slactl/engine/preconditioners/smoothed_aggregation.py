@@ -82,6 +82,10 @@ class SmoothedAggregation(AMG):
         On CUDA, capture the V-cycle once per right-hand-side shape in a CUDA graph and replay it
         (about 30 kernels per level launched as one: the cycle is launch-bound below ~4M
         unknowns). Falls back to eager launches where capture fails.
+    fused_cycle : bool
+        On CUDA with Triton, each level's SpMVs and smoother updates run as fused kernels
+        (:mod:`slactl.engine.preconditioners.fused_cycle`: 6 kernels per Chebyshev(2) level
+        instead of ~30); False keeps the torch cycle.
 
     Examples
     --------
@@ -111,8 +115,10 @@ class SmoothedAggregation(AMG):
         reuse_aggregates: bool = True,
         seed: int = 0,
         cuda_graph: bool = True,
+        fused_cycle: bool = True,
     ):
         self.smoother, self.degree = cycle_options(smoother, degree)
+        self.fused_cycle = bool(fused_cycle)
         if int(block_size) < 1 or int(max_levels) < 1 or int(max_coarse) < 1:
             raise UsageError("block_size, max_levels and max_coarse must be positive integers")
         if not theta >= 0:
@@ -133,6 +139,20 @@ class SmoothedAggregation(AMG):
 
     # ----------------------------------------------------------------------------- setup
     def _setup(self, A: SparseMatrix) -> None:
+        # The set-up caches the COO row indices and the diagonal positions on A's pattern (shared
+        # with the caller's matrix): 36 bytes per unknown on a 5-point stencil that would outlive
+        # the set-up, a fifth of the hierarchy's memory. Dropped afterwards unless they were there
+        # before (they are rebuilt on demand; the aggregation cache for re-set-ups is kept).
+        had_row, had_diagonal = A.pattern._row is not None, "diagonal" in A.pattern._cache
+        try:
+            self._build(A)
+        finally:
+            if not had_row:
+                A.pattern._row = None
+            if not had_diagonal:
+                A.pattern._cache.pop("diagonal", None)
+
+    def _build(self, A: SparseMatrix) -> None:
         if A.dtype.is_complex:
             raise DtypeError("sa-amg takes a real matrix; use ilu0 or jacobi for a complex one")
         n = A.shape[0]
