@@ -67,7 +67,12 @@ def strength_graph(A: SparseMatrix, theta: float, block_size: int = 1, symmetric
     diag = torch.zeros(n, dtype=val.dtype, device=val.device).index_add_(0, row[on_diagonal].to(torch.int64), val[on_diagonal])
     keep = ~on_diagonal & (val > 0)
     if theta > 0:
-        keep &= val >= theta * torch.sqrt(diag[row] * diag[col])
+        # theta sqrt(d_i d_j) per entry, in place: two entry-sized temporaries live at once,
+        # not four (the strength test was the set-up's memory peak on 2D Poisson).
+        bound = diag[row]
+        bound.mul_(diag[col]).sqrt_().mul_(theta)
+        keep &= val >= bound
+        del bound
     src, dst = col[keep], row[keep].to(torch.int64)  # scatter_reduce wants int64 targets
     if not symmetric:
         src, dst = torch.cat([src.to(torch.int64), dst]), torch.cat([dst, src.to(torch.int64)])
@@ -193,21 +198,30 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     cuts = _row_chunks(A, B, max_products or max(2**21, m), max_chunks=16 if max_products is None else 2**62)
     right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
+    # Column indices are kept in int32 as soon as the column count allows (the pieces, their
+    # concatenation and no final cast: at the first level's S @ T this was a third of the set-up's
+    # peak memory); a single piece is not copied.
+    col_dtype = torch.int32 if n < 2**31 else torch.int64
     for r0, r1 in zip(cuts[:-1], cuts[1:]):
         if r1 <= r0:
             continue
         for crow, col, val in _product_rows_or_fallback(A, right, r0, r1):
             crows.append(crow[1:].to(torch.int64) + offset)
-            cols.append(col.to(torch.int64))
+            cols.append(col.to(col_dtype))
             vals.append(val)
             offset += col.numel()
+            del crow, col, val
     crow = torch.cat(crows)
     if not cols:  # no rows
         empty = torch.zeros(0, dtype=torch.int64, device=A.device)
         return SparseMatrix.from_csr(torch.zeros(m + 1, dtype=torch.int64, device=A.device), empty,
                                      torch.zeros(0, dtype=A.dtype, device=A.device), (m, n), check=False)
     idx = index_dtype_for(m + 1, n, offset)
-    return SparseMatrix.from_csr(crow.to(idx), torch.cat(cols).to(idx), torch.cat(vals), (m, n), check=False)
+    col = cols[0] if len(cols) == 1 else torch.cat(cols)
+    del cols
+    val = vals[0] if len(vals) == 1 else torch.cat(vals)
+    del vals
+    return SparseMatrix.from_csr(crow.to(idx), col.to(idx), val, (m, n), check=False)
 
 
 def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int = 16) -> list[int]:

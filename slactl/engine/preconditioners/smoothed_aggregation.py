@@ -145,14 +145,14 @@ class SmoothedAggregation(AMG):
         # before (they are rebuilt on demand; the aggregation cache for re-set-ups is kept).
         had_row, had_diagonal = A.pattern._row is not None, "diagonal" in A.pattern._cache
         try:
-            self._build(A)
+            self._build(A, keep_row=had_row)
         finally:
             if not had_row:
                 A.pattern._row = None
             if not had_diagonal:
                 A.pattern._cache.pop("diagonal", None)
 
-    def _build(self, A: SparseMatrix) -> None:
+    def _build(self, A: SparseMatrix, keep_row: bool = True) -> None:
         if A.dtype.is_complex:
             raise DtypeError("sa-amg takes a real matrix; use ilu0 or jacobi for a complex one")
         n = A.shape[0]
@@ -197,6 +197,10 @@ class SmoothedAggregation(AMG):
                 B = tentatives[-1].coarse_nullspace
                 watch.lap("tentative")
             T = tentatives[depth].T
+            if Al.pattern is not A.pattern or not keep_row:
+                # The COO rows (strength, symmetry test, diagonal) are not needed any more: 4 bytes
+                # per entry freed before the SpGEMMs, where the set-up peaks.
+                Al.pattern._row = None
             P = _smooth_prolongator(Al, T, inv_diag, lam)
             watch.lap("smoothed P")
             R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
@@ -292,10 +296,24 @@ class _Stopwatch:
         self.t = self._now()
 
 
+_CAPTURE_STREAMS: dict[Any, Any] = {}
+
+
+def _capture_stream(device: torch.device) -> Any:
+    """One side stream per device for every capture: cuBLAS keeps a workspace (32 MiB on Hopper)
+    per stream it has run on, so a new stream per captured cycle (per set-up, in an optimization
+    loop) would leave one behind each time."""
+    key = torch.device(device).index if torch.device(device).index is not None else torch.cuda.current_device()
+    stream = _CAPTURE_STREAMS.get(key)
+    if stream is None:
+        stream = _CAPTURE_STREAMS[key] = torch.cuda.Stream(device=device)
+    return stream
+
+
 def _capture(cycle, r: torch.Tensor):
     """``(graph, static_in, static_out)`` replaying ``cycle`` on ``static_in``, or False."""
     static_in = r.detach().clone()
-    side = torch.cuda.Stream(device=r.device)
+    side = _capture_stream(r.device)
     side.wait_stream(torch.cuda.current_stream(r.device))
     try:
         with torch.cuda.stream(side):  # warm-up: cuSPARSE descriptors and buffers exist before capture
@@ -392,7 +410,9 @@ def _smoothing_matrix(A: SparseMatrix, inv_diag: torch.Tensor, lam: float) -> Sp
     """``S = I - omega D^{-1} A`` on ``A``'s pattern (the diagonal is stored, checked by the
     caller; for a rectangular local block, the entries with row == column)."""
     omega = 4.0 / (3.0 * lam)
-    S_values = inv_diag[A.row]  # int32 gather: no int64 copy of the row indices
+    # D^{-1} per entry, straight from the row offsets (no COO row indices needed)
+    counts = A.pattern.crow[1:] - A.pattern.crow[:-1]
+    S_values = torch.repeat_interleave(inv_diag, counts, output_size=A.nnz)
     S_values.mul_(A.values.detach()).mul_(-omega)
     rows, pos = A.pattern.diagonal_positions()
     S_values.index_add_(0, pos.to(A.device), torch.ones_like(pos, dtype=A.dtype, device=A.device))
