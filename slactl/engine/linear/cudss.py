@@ -7,6 +7,13 @@ numeric factorization (values copied into the analysed buffer, then ``factorize`
 share one cached solver: each remembers its values, and the shared solver is re-factorized (never
 re-analysed) when a different one last used it.
 
+Hybrid memory (factors larger than the GPU): after the analysis, cuDSS's memory estimate is compared
+with the device memory available (free plus what torch's allocator holds unused); where the peak would
+not fit, the analysis is redone in cuDSS's hybrid memory mode, which keeps the factors in host memory
+and streams parts through the device within a limit (80% of what is available). Setting
+``SLACTL_CUDSS_DEVICE_MEMORY_LIMIT`` (bytes, or with a K/M/G[iB] suffix) forces hybrid mode with
+that limit. Hybrid solves are slower (host-device traffic) but reach sizes the default mode cannot.
+
 Symmetric matrices need no transposed solve (A^T = A). For a nonsymmetric A the adjoint uses cuDSS's
 transposed solve mode with the forward factors, verified once per analysed solver; where the
 installed cuDSS ignores the mode, the adjoint factorizes A^T once instead (its analysis cached).
@@ -24,7 +31,7 @@ import torch
 from slactl.engine.linear.base import DirectPrepared
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.pattern import Pattern
-from slactl.errors import BackendUnavailableError, StructureError
+from slactl.errors import BackendUnavailableError, StructureError, UsageError
 
 
 def unavailable_reason() -> str | None:
@@ -64,10 +71,61 @@ def _make_current(device: torch.device) -> None:
     Device(device.index if device.index is not None else torch.cuda.current_device()).set_current()
 
 
+_ESTIMATES = ("permanent_device_memory", "peak_device_memory", "permanent_host_memory", "peak_host_memory",
+              "hybrid_min_device_memory", "hybrid_max_device_memory")
+
+
+def forced_device_memory_limit() -> int | None:
+    """``SLACTL_CUDSS_DEVICE_MEMORY_LIMIT`` in bytes (``"2GiB"``, ``"512M"``, ``"1000000"``), or None."""
+    text = os.environ.get("SLACTL_CUDSS_DEVICE_MEMORY_LIMIT", "").strip()
+    if not text:
+        return None
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    number = text.rstrip("bB").rstrip("iI")
+    suffix = number[-1].lower() if number and number[-1].isalpha() else ""
+    try:
+        value = float(number[: len(number) - len(suffix)]) * units[suffix]
+    except (KeyError, ValueError):
+        raise UsageError(f"SLACTL_CUDSS_DEVICE_MEMORY_LIMIT={text!r}: give bytes, optionally with K, M or G (e.g. 2GiB)") from None
+    if value <= 0:
+        raise UsageError(f"SLACTL_CUDSS_DEVICE_MEMORY_LIMIT={text!r} must be positive")
+    return int(value)
+
+
+def hybrid_limit_for(peak_device_bytes: int, available_bytes: int) -> int | None:
+    """The device memory limit of cuDSS's hybrid mode when the default mode's estimated peak does
+    not fit in 90% of the available device memory (None: the default mode fits)."""
+    if peak_device_bytes <= 0.9 * available_bytes:
+        return None
+    return int(0.8 * available_bytes)
+
+
+def _available_device_memory(device: torch.device) -> int:
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+def _analysed_solver(pattern: Pattern, values: torch.Tensor, system_type: str) -> "_SharedSolver":
+    """The analysed solver, in hybrid memory mode where the factors would not fit the device (or
+    where ``SLACTL_CUDSS_DEVICE_MEMORY_LIMIT`` asks for it)."""
+    forced = forced_device_memory_limit()
+    if forced is not None:
+        return _SharedSolver(pattern, values, system_type, hybrid_limit=forced)
+    shared = _SharedSolver(pattern, values, system_type)
+    limit = hybrid_limit_for(shared.memory_estimates.get("peak_device_memory", 0), _available_device_memory(values.device))
+    if limit is None:
+        return shared
+    t = shared.analysis_seconds
+    shared.free()
+    shared = _SharedSolver(pattern, values, system_type, hybrid_limit=limit)
+    shared.analysis_seconds += t  # both analyses were paid
+    return shared
+
+
 class _SharedSolver:
     """One analysed cuDSS solver per (pattern, dtype, system type): the cached analysis."""
 
-    def __init__(self, pattern: Pattern, values: torch.Tensor, system_type: str):
+    def __init__(self, pattern: Pattern, values: torch.Tensor, system_type: str, hybrid_limit: int | None = None):
         import nvmath.sparse.advanced as nsa
 
         kinds = {"spd": nsa.DirectSolverMatrixType.SPD, "symmetric": nsa.DirectSolverMatrixType.SYMMETRIC,
@@ -81,14 +139,31 @@ class _SharedSolver:
         # and right-hand sides are copied into these two buffers in place.
         self.values = values.detach().clone()
         self.b = torch.zeros(pattern.shape[0], dtype=values.dtype, device=values.device)
+        self.hybrid_limit = hybrid_limit
+        execution = None
+        if hybrid_limit is not None:
+            execution = nsa.ExecutionCUDA(hybrid_memory_mode_options=nsa.HybridMemoryModeOptions(
+                hybrid_memory_mode=True, hybrid_device_memory_limit=int(hybrid_limit)))
         t0 = time.perf_counter()
-        self.solver = nsa.DirectSolver(pattern.torch_csr(self.values), self.b, options=nsa.DirectSolverOptions(**options))
+        self.solver = nsa.DirectSolver(pattern.torch_csr(self.values), self.b, options=nsa.DirectSolverOptions(**options),
+                                       execution=execution)
         if mtlib is not None:
             self.solver.plan_config.host_nthreads = os.cpu_count() or 1
         self.solver.plan()
         torch.cuda.synchronize(values.device)
         self.analysis_seconds = time.perf_counter() - t0
+        try:
+            est = self.solver.plan_info.memory_estimates
+            self.memory_estimates = {k: int(est[k]) for k in _ESTIMATES if k in est.dtype.names}
+        except Exception:  # noqa: BLE001 - an nvmath without the estimates: no automatic hybrid mode
+            self.memory_estimates = {}
         self.owner: Any = None  # the prepared factorization whose values are factorized now
+
+    def free(self) -> None:
+        """Release cuDSS's resources now (a solver re-analysed in hybrid mode replaces this one)."""
+        free = getattr(self.solver, "free", None)
+        if free is not None:
+            free()
 
     def factorize_for(self, owner: "CuDSSFactorization") -> float:
         t0 = time.perf_counter()
@@ -143,10 +218,12 @@ class CuDSSFactorization(DirectPrepared):
         super().__init__(A)
         values = self.A.values.contiguous()
         self.A = SparseMatrix.from_pattern(A.pattern, values)
-        key = ("cudss", values.dtype, self.system_type)
+        key = ("cudss", values.dtype, self.system_type, forced_device_memory_limit())
         had = key in A.pattern._cache
-        shared = A.pattern.cached(key, lambda: _SharedSolver(A.pattern, values, self.system_type))
+        shared = A.pattern.cached(key, lambda: _analysed_solver(A.pattern, values, self.system_type))
         self._shared = shared
+        self.hybrid_memory = shared.hybrid_limit is not None  # factors in host memory, streamed
+        self.memory_estimates = shared.memory_estimates
         self.analysis_seconds = 0.0 if had else shared.analysis_seconds
         self.factorization_seconds = shared.factorize_for(self)
         self.setup_seconds = self.analysis_seconds + self.factorization_seconds
