@@ -150,6 +150,8 @@ def main() -> None:
     run_one("poisson2d", 300, dev, peers=False)  # several fused levels: both kernel widths compiled
     run_one("poisson3d", 30, dev, peers=False)
     run_one("elasticity2d", 8, dev, peers=False)
+    if args.peers:  # the peers' own first-call costs (fused Jacobi-CG kernels, pyamg import) too
+        run_one("poisson2d", 100, dev, peers=True)
     rows = []
     for case in args.cases.split(","):
         name, size = case.split(":")

@@ -110,11 +110,24 @@ def _analysed_solver(pattern: Pattern, values: torch.Tensor, system_type: str) -
     where ``SLACTL_CUDSS_DEVICE_MEMORY_LIMIT`` asks for it)."""
     forced = forced_device_memory_limit()
     if forced is not None:
-        return _SharedSolver(pattern, values, system_type, hybrid_limit=forced)
+        shared = _SharedSolver(pattern, values, system_type, hybrid_limit=forced)
+        least = shared.memory_estimates.get("hybrid_min_device_memory", 0)
+        if forced < least:  # cuDSS would fail the factorization with INVALID_VALUE
+            shared.free()
+            raise UsageError(f"SLACTL_CUDSS_DEVICE_MEMORY_LIMIT={forced} bytes is below the {least} bytes cuDSS's "
+                             "hybrid mode needs on the device for this matrix: raise the limit (or unset it)")
+        return shared
     shared = _SharedSolver(pattern, values, system_type)
-    limit = hybrid_limit_for(shared.memory_estimates.get("peak_device_memory", 0), _available_device_memory(values.device))
+    available = _available_device_memory(values.device)
+    limit = hybrid_limit_for(shared.memory_estimates.get("peak_device_memory", 0), available)
     if limit is None:
         return shared
+    least = shared.memory_estimates.get("hybrid_min_device_memory", 0)
+    if least > limit:
+        shared.free()
+        raise StructureError(f"cuDSS needs at least {least} bytes of device memory even with the factors in host "
+                             f"memory (hybrid mode), {available} are available: free device memory, or use an "
+                             "iterative method (method='cg' / 'gmres' with an AMG preconditioner)")
     t = shared.analysis_seconds
     shared.free()
     shared = _SharedSolver(pattern, values, system_type, hybrid_limit=limit)

@@ -37,7 +37,9 @@ import triton.language as tl
 SPMV, RESID, ADD, CHEB_START, CHEB_STEP, CHEB_FIRST, JACOBI = (tl.constexpr(i) for i in range(7))
 
 
-@triton.jit
+# (n is not specialized: Triton would compile a variant per n % 16 and n == 1, so the levels of a
+# new problem size would compile inside its first solve)
+@triton.jit(do_not_specialize=["n"])
 def _level_kernel(crow, col, val, x, xs, n,
                   out0, out1, out2, in0, in1, in2, dinv, coef,
                   MODE: tl.constexpr, WRITE_RD: tl.constexpr,

@@ -106,9 +106,13 @@ def test_cudss_hybrid_memory_mode(monkeypatch):
     a = poisson2d(200)  # 40,000 unknowns
     A0 = slactl.SparseMatrix.from_scipy(a, device="cuda")
     F0 = slactl.factorize(A0, backend="cudss")
-    peak = F0.prepared.memory_estimates["peak_device_memory"]
-    assert not F0.prepared.hybrid_memory and peak > 0
-    monkeypatch.setenv("SLACTL_CUDSS_DEVICE_MEMORY_LIMIT", str(max(peak // 4, 1 << 20)))
+    est = F0.prepared.memory_estimates
+    peak, least = est["peak_device_memory"], est["hybrid_min_device_memory"]
+    assert not F0.prepared.hybrid_memory and 0 < least < peak
+    monkeypatch.setenv("SLACTL_CUDSS_DEVICE_MEMORY_LIMIT", str(least // 2))  # below cuDSS's minimum
+    with pytest.raises(slactl.errors.UsageError, match="below"):
+        slactl.factorize(slactl.SparseMatrix.from_scipy(a, device="cuda"), backend="cudss")
+    monkeypatch.setenv("SLACTL_CUDSS_DEVICE_MEMORY_LIMIT", str(int(1.05 * least)))
     v = A0.values.detach().clone().requires_grad_()
     A = slactl.SparseMatrix.from_scipy(a, device="cuda").with_values(v)
     F = slactl.factorize(A, backend="cudss")
