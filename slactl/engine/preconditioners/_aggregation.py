@@ -46,6 +46,10 @@ class Graph:
         return values.scatter_reduce(0, self.dst, values[self.src], reduce="amax", include_self=True)
 
 
+# Entries per chunk of the strength test (~32 MB of float64 temporaries per chunk).
+_STRENGTH_CHUNK = 1 << 22
+
+
 def strength_graph(A: SparseMatrix, theta: float, block_size: int = 1, symmetric: bool = False) -> Graph:
     """Strong connections of ``A`` on its nodes (``block_size`` consecutive unknowns per node).
 
@@ -67,12 +71,16 @@ def strength_graph(A: SparseMatrix, theta: float, block_size: int = 1, symmetric
     diag = torch.zeros(n, dtype=val.dtype, device=val.device).index_add_(0, row[on_diagonal].to(torch.int64), val[on_diagonal])
     keep = ~on_diagonal & (val > 0)
     if theta > 0:
-        # theta sqrt(d_i d_j) per entry, in place: two entry-sized temporaries live at once,
-        # not four (the strength test was the set-up's memory peak on 2D Poisson).
-        bound = diag[row]
-        bound.mul_(diag[col]).sqrt_().mul_(theta)
-        keep &= val >= bound
-        del bound
+        # theta sqrt(d_i d_j) per entry, in chunks of entries: the gathers (and the int64 copies
+        # of int32 indices that indexing makes) stay O(chunk); over all entries at once they were
+        # the set-up's memory peak on 2D Poisson.
+        step = _STRENGTH_CHUNK
+        for s0 in range(0, row.numel(), step):
+            r, c = row[s0 : s0 + step], col[s0 : s0 + step]
+            bound = diag[r]
+            bound.mul_(diag[c]).sqrt_().mul_(theta)
+            keep[s0 : s0 + step] &= val[s0 : s0 + step] >= bound
+            del bound, r, c
     src, dst = col[keep], row[keep].to(torch.int64)  # scatter_reduce wants int64 targets
     if not symmetric:
         src, dst = torch.cat([src.to(torch.int64), dst]), torch.cat([dst, src.to(torch.int64)])

@@ -321,3 +321,19 @@ def test_re_setup_drops_the_graphs_of_the_previous_hierarchy():
     A2 = slactl.SparseMatrix.from_pattern(A.pattern, 2.0 * A.values)
     M.setup(A2)
     torch.testing.assert_close(M.apply(r), SmoothedAggregation(A2, cuda_graph=False).apply(r), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1000, 1 << 22])
+def test_strength_graph_matches_the_definition_in_any_chunking(monkeypatch, chunk):
+    """|a_ij| >= theta sqrt(|a_ii a_jj|), off the diagonal, against SciPy/NumPy, whether the test
+    runs over all entries at once or in chunks of entries."""
+    from slactl.engine.preconditioners import _aggregation
+
+    monkeypatch.setattr(_aggregation, "_STRENGTH_CHUNK", chunk)
+    S = (poisson2d(60) + 0.3 * sp.random(3600, 3600, density=1e-3, random_state=1, format="csr")).tocsr()
+    S = (S + S.T).tocsr()
+    G = strength_graph(slactl.SparseMatrix.from_scipy(S), 0.25, 1, symmetric=True)
+    coo, d = S.tocoo(), np.abs(S.diagonal())
+    strong = (coo.row != coo.col) & (np.abs(coo.data) >= 0.25 * np.sqrt(d[coo.row] * d[coo.col])) & (coo.data != 0)
+    want = sorted(zip(coo.row[strong].tolist(), coo.col[strong].tolist()))
+    assert sorted(zip(G.dst.tolist(), G.src.tolist())) == want
