@@ -10,6 +10,7 @@ Figures (``python benchmarks/plot_results.py`` writes them to ``benchmarks/plots
 
 ``solve_time.png``      2D Poisson solve time vs unknowns, slactl and its peers, CPU and GPU
 ``kernel_speed.png``    SpMV / SpMM / SpGEMM / backward: peer time / slactl time (> 1: slactl faster)
+``amg_gpu.png``         CG + sa-amg on one GPU by problem (set-up + solve) vs Jacobi-PCG and cupyx CG
 ``dist_amg.png``        CG + AMG on 1 and 2 GPUs: set-up + solve seconds by size (dist-amg, engine).
 ``dist_scaling.png``    distributed PCG: ms per iteration by GPU count, split into compute, halo and
                         all-reduce (strong and weak scaling)
@@ -270,6 +271,56 @@ def plot_dist_amg(records: list[dict]):
     return fig
 
 
+def amg_gpu_times(tables: list[Table]) -> list[dict]:
+    """The newest sa-amg GPU table (columns ``problem``, ``set-up (s)``, ``solve (s)``, ``Jacobi-PCG``,
+    ``cupyx CG``): every row, with the peers' seconds (None where not run or not converged)."""
+    found = [t for t in tables if t.column("problem") and t.column("set-up (s)") and t.column("solve (s)")
+             and t.column("Jacobi-PCG") and t.column("cupyx")]
+    if not found:
+        return []
+    t = max(found, key=lambda t: t.position)
+    out = []
+    for r in t.rows:
+        s0, s1 = number(r[t.column("set-up (s)")]), number(r[t.column("solve (s)")])
+        if s0 is None or s1 is None:
+            continue
+        cupyx = r[t.column("cupyx")]
+        out.append(dict(problem=r[t.column("problem")].split(" (")[0], n=size(r.get(t.column("n") or "", "")),
+                        setup_seconds=s0, solve_seconds=s1, jacobi_seconds=number(r[t.column("Jacobi-PCG")]),
+                        cupyx_seconds=None if "not converged" in cupyx else number(cupyx),
+                        date=t.date, machine=t.machine, section=t.section))
+    return out
+
+
+def plot_amg_gpu(records: list[dict]):
+    """Time to solution of CG + sa-amg (set-up + solve) against Jacobi-PCG and cupyx CG, per problem."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(records) + 1.5), 4.0))
+    x = list(range(len(records)))
+    w = 0.27
+    ax.bar([i - w for i in x], [r["setup_seconds"] for r in records], width=w, color="C1", label="sa-amg set-up")
+    ax.bar([i - w for i in x], [r["solve_seconds"] for r in records], width=w,
+           bottom=[r["setup_seconds"] for r in records], color="C0", label="sa-amg CG iterations")
+    for i, r in enumerate(records):
+        total = r["setup_seconds"] + r["solve_seconds"]
+        ax.text(i - w, total, f"{total:.3g}", ha="center", va="bottom", fontsize=6)
+    for off, key, color, label in ((0.0, "jacobi_seconds", "C2", "Jacobi-PCG"), (w, "cupyx_seconds", "C7", "cupyx CG")):
+        xs = [i + off for i, r in enumerate(records) if r[key]]
+        ax.bar(xs, [r[key] for r in records if r[key]], width=w, color=color, label=label)
+    ax.set_yscale("log")
+    low = min(min(r["setup_seconds"], r["solve_seconds"]) for r in records)
+    ax.set_ylim(bottom=0.5 * low)  # (the set-up bars start at 0: off a log axis without a bottom)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r['problem']}\n{r['n'] / 1e6:.1f}M" if r["n"] else r["problem"] for r in records], fontsize=7)
+    ax.set_ylabel("seconds to rtol 1e-8 (log)")
+    gpu = re.search(r"H100|H200|A100|B200", " ".join(f"{r['machine'] or ''} {r['section']}" for r in records))
+    ax.set_title(f"CG + sa-amg (set-up on the GPU) vs peers, {gpu.group(0) if gpu else 'GPU'} "
+                 f"({records[0]['date'] or ''})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def io_steps(tables: list[Table]) -> list[dict]:
     """I/O tables (columns ``step``, ``time``, ``peak memory added``)."""
     out = []
@@ -425,6 +476,7 @@ FIGURES = {
     "kernel_speed": (kernel_speedups, plot_kernels),
     "dist_scaling": (dist_scaling, plot_dist),
     "dist_amg": (dist_amg_times, plot_dist_amg),
+    "amg_gpu": (amg_gpu_times, plot_amg_gpu),
     "io": (io_steps, plot_io),
 }
 
