@@ -12,10 +12,6 @@ Three kinds of tests:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +21,7 @@ import torch
 
 import slactl
 from problems import poisson2d
+from triton_interpreter import run_interpreted_tests
 from slactl.engine.krylov import KrylovResult, Status, cg
 from slactl.engine.krylov import fused_cg as fused
 from slactl.engine.preconditioners import Identity, Jacobi
@@ -127,16 +124,7 @@ def test_interpret_without_the_interpreter_is_an_error():
 @pytest.mark.skipif(INTERPRETING, reason="already in the interpreter process")
 def test_kernels_under_the_triton_interpreter():
     """Run this file's ``interp_`` tests in a process with TRITON_INTERPRET=1."""
-    root = Path(__file__).resolve().parents[3]
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not gpu", "-k", "interp_",
-         str(Path(__file__).relative_to(root))],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
-    )
-    tail = proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+    run_interpreted_tests(__file__)
 
 
 @pytest.mark.skipif(not fused.triton_available(), reason="needs triton")

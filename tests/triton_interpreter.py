@@ -1,0 +1,29 @@
+"""Running a test file's ``interp_`` tests under Triton's CPU interpreter.
+
+Triton decorates its own library when ``TRITON_INTERPRET=1`` is set before it is imported, so the
+interpreter cannot be switched on inside the test process: the kernels' tests run in a child
+pytest started with the variable, and the parent asserts that they ran and passed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_interpreted_tests(test_file: str | Path) -> None:
+    """Run ``test_file``'s ``interp_`` tests with TRITON_INTERPRET=1; fail with the child's output
+    unless some ran and all passed (none skipped)."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not gpu", "-k", "interp_",
+         str(Path(test_file).resolve().relative_to(ROOT))],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    tail = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
