@@ -95,7 +95,7 @@ class Pattern:
                 self._row = torch.from_numpy(np.repeat(np.arange(m, dtype=crow.dtype), np.diff(crow)))
             else:
                 self._row = torch.repeat_interleave(
-                    torch.arange(m, device=self.device, dtype=self.index_dtype), counts.to(torch.int64)
+                    torch.arange(m, device=self.device, dtype=self.index_dtype), counts.to(torch.int64), output_size=self.nnz
                 )
         return self._row
 

@@ -348,9 +348,9 @@ class _Plan:
         if g is None:
             t0 = time.perf_counter()
             try:
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g, capture_error_mode="thread_local"):
-                    self._block(parity, self.k)
+                from slactl.engine.cuda_graphs import capture
+
+                g, _ = capture(lambda: self._block(parity, self.k), self.device, capture_error_mode="thread_local")
                 torch.cuda.synchronize(self.device)
             except Exception as exc:  # noqa: BLE001  fall back to eager launches
                 self.graph_error = f"{type(exc).__name__}: {exc}"

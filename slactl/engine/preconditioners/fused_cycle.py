@@ -17,7 +17,7 @@ post-smoothing         ``CHEB_START`` then ``CHEB_STEP`` for each further degree
 =====================  ===============================================================
 
 (Jacobi smoothing: one ``JACOBI`` kernel per sweep.) The arithmetic is the eager cycle's, in
-another order of rounding; the coarsest level (at most ~1000 unknowns by default) is solved with
+another order of rounding; the coarsest level (at most ~2500 unknowns by default on CUDA) is solved with
 the inverse formed from the same dense factorization, one GEMV (rounding of order
 ``cond(A_c) eps`` relative, far below what a preconditioner needs). Used by :class:`AMG` and
 :class:`SmoothedAggregation` for one real vector on CUDA when Triton is installed
@@ -36,8 +36,8 @@ import torch
 from slactl.engine.matrix import SparseMatrix
 
 _KERNELS = "slactl.engine.preconditioners._cycle_kernels"
-# Coarsest levels up to this size are solved with their explicit inverse (8 MB at 1000).
-_COARSE_INVERSE_MAX = 1024
+# Coarsest levels up to this size are solved with their explicit inverse (8 MB at 1000, 128 MB at 4096).
+_COARSE_INVERSE_MAX = 4096
 _MODES = dict(SPMV=0, RESID=1, ADD=2, CHEB_START=3, CHEB_STEP=4, CHEB_FIRST=5, JACOBI=6)
 
 

@@ -35,11 +35,13 @@ from typing import Any
 
 import torch
 
+from slactl.engine.cuda_graphs import capture, capture_stream
 from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.preconditioners._aggregation import (
     aggregate,
     device_generator,
+    galerkin_product,
     sparse_product,
     strength_graph,
     tentative_prolongator,
@@ -50,6 +52,19 @@ from slactl.errors import DtypeError, ShapeError, StructureError, UsageError
 
 # The coarsest level is factorized densely; beyond this many unknowns coarsening has failed.
 _DENSE_COARSE_LIMIT = 8000
+# Default max_coarse by device: on a GPU a dense solve of a few thousand unknowns (one GEMV with
+# the inverse in the fused cycle) costs less than one more level's set-up, which is launch-bound
+# there (~7 ms per level below 20k unknowns on an H200); on a CPU the dense solve is the cost.
+_MAX_COARSE = {"cuda": 2500}
+_MAX_COARSE_DEFAULT = 1000
+# With the default max_coarse, a level this small and this dense is the coarsest: its dense
+# factorization costs less than another Galerkin product (3D problems fill in on coarse levels:
+# 3,105 unknowns with 51% of the entries stored at 16M DOF, whose product took 738 ms on an H200).
+_DENSE_STOP_ROWS = 4096
+_DENSE_STOP_FILL = 0.2
+# On CUDA, Galerkin products whose dense prolongator holds at most max(this, nnz(A)) entries run as
+# sparse x dense products (galerkin_product): fast once the coarse space is small.
+_DENSE_GALERKIN_ENTRIES = 2**25
 
 
 class SmoothedAggregation(AMG):
@@ -64,6 +79,13 @@ class SmoothedAggregation(AMG):
         (0 keeps every off-diagonal entry, pyamg's default). The default 0.08 lets aggregates follow
         anisotropy and coefficient jumps (13 instead of 75 CG iterations on ``anisotropic2d``)
         at no cost on isotropic problems.
+    coarse_theta : float, optional
+        The threshold on the coarse levels (default ``theta / 2``). Galerkin operators of smoothed
+        aggregation carry many small entries that still couple strongly in the aggregate sense:
+        with the fine threshold on 3D Poisson (64^3 / 90^3) aggregates stay small, operators fill
+        in (complexity 1.82 / 1.89) and CG takes 15 / 18 iterations; with half of it 10 / 10 at
+        complexity 1.49 / 1.50, while anisotropic and high-contrast problems keep their counts
+        (13 -> 12-13, 11 -> 12).
     near_nullspace : Tensor ``[n, k]``, optional
         Vectors the coarse spaces must represent (default: the constant vector).
     block_size : int
@@ -71,7 +93,11 @@ class SmoothedAggregation(AMG):
     smoother, degree : as :class:`AMG` (Chebyshev of degree 2 by default).
     max_levels, max_coarse : int
         At most ``max_levels`` levels; the coarsest (at most ``max_coarse`` unknowns) is solved
-        densely.
+        densely. By default (None) ``max_coarse`` is 2500 on CUDA (a dense coarse solve is
+        cheaper there than a launch-bound small level) and 1000 elsewhere, and a level of at most
+        4096 unknowns with at least 20% of its entries stored is the coarsest too (it has filled
+        in: a dense factorization is cheaper than coarsening it further). A given value is kept
+        exactly.
     symmetry : {"symmetric", "nonsymmetric"}, optional
         Skip the symmetry check when known.
     reuse_aggregates : bool
@@ -99,18 +125,23 @@ class SmoothedAggregation(AMG):
     """
 
     name = "sa-amg"
+    # Entries of the dense prolongator below which Galerkin products run sparse x dense; None: the
+    # device's default (max(2^25, nnz(A)) on CUDA, never on the CPU, where SciPy's sparse product
+    # is faster). Tests set it to exercise that path on the CPU.
+    _dense_galerkin_entries: int | None = None
 
     def __init__(
         self,
         A: SparseMatrix | None = None,
         *,
         theta: float = 0.08,
+        coarse_theta: float | None = None,
         near_nullspace: torch.Tensor | None = None,
         block_size: int = 1,
         smoother: str = "chebyshev",
         degree: int = 2,
         max_levels: int = 12,
-        max_coarse: int = 1000,
+        max_coarse: int | None = None,
         symmetry: str | None = None,
         reuse_aggregates: bool = True,
         seed: int = 0,
@@ -119,15 +150,19 @@ class SmoothedAggregation(AMG):
     ):
         self.smoother, self.degree = cycle_options(smoother, degree)
         self.fused_cycle = bool(fused_cycle)
-        if int(block_size) < 1 or int(max_levels) < 1 or int(max_coarse) < 1:
+        if int(block_size) < 1 or int(max_levels) < 1 or (max_coarse is not None and int(max_coarse) < 1):
             raise UsageError("block_size, max_levels and max_coarse must be positive integers")
         if not theta >= 0:
             raise UsageError(f"theta must be >= 0, got {theta}")
+        if coarse_theta is not None and not coarse_theta >= 0:
+            raise UsageError(f"coarse_theta must be >= 0, got {coarse_theta}")
+        self.coarse_theta = None if coarse_theta is None else float(coarse_theta)
         if symmetry not in (None, "symmetric", "hermitian", "nonsymmetric"):
             raise UsageError(f"symmetry must be 'symmetric', 'hermitian', 'nonsymmetric' or None, got {symmetry!r}")
         self.theta, self.block_size, self.seed = float(theta), int(block_size), int(seed)
         self.near_nullspace = near_nullspace
-        self.max_levels, self.max_coarse = int(max_levels), int(max_coarse)
+        self.max_levels = int(max_levels)
+        self.max_coarse = None if max_coarse is None else int(max_coarse)
         self.symmetry = symmetry
         self.reuse_aggregates = reuse_aggregates
         self.levels: list[Level] = []
@@ -163,7 +198,14 @@ class SmoothedAggregation(AMG):
         # The strength graph may skip symmetrization only for a structurally symmetric pattern.
         symmetric_pattern = self.symmetric and _symmetric_pattern(A)
         B = self._nullspace(A)
-        key = ("sa-amg", self.theta, self.block_size, self.max_levels, self.max_coarse, self.seed, A.dtype)
+        max_coarse = self.max_coarse or _MAX_COARSE.get(A.device.type, _MAX_COARSE_DEFAULT)
+        dense_entries = self._dense_galerkin_entries
+        if dense_entries is None:
+            dense_entries = max(_DENSE_GALERKIN_ENTRIES, A.nnz) if A.device.type == "cuda" else 0
+        # (the default max_coarse also stops at small dense levels: part of the key)
+        theta = self.theta
+        coarse_theta = theta / 2 if self.coarse_theta is None else self.coarse_theta
+        key = ("sa-amg", theta, coarse_theta, self.block_size, self.max_levels, max_coarse, self.max_coarse is None, self.seed, A.dtype)
         cached = A.pattern._cache.get(key) if self.reuse_aggregates else None
         if cached is not None and _same_nullspace(cached[0], self.near_nullspace):
             tentatives, stalled, self.reused_aggregates = cached[1], cached[2], True
@@ -173,7 +215,9 @@ class SmoothedAggregation(AMG):
         watch = _Stopwatch(A.device)
         Al = SparseMatrix.from_pattern(A.pattern, A.values.detach())
         for depth in range(self.max_levels):
-            last = depth == self.max_levels - 1 or Al.shape[0] <= self.max_coarse
+            rows = Al.shape[0]
+            last = (depth == self.max_levels - 1 or rows <= max_coarse
+                    or (self.max_coarse is None and rows <= _DENSE_STOP_ROWS and Al.nnz >= _DENSE_STOP_FILL * rows * rows))
             inv_diag = _inverse_diagonal(Al)
             lam = 0.0 if last else _spectral_radius(Al, inv_diag, self.symmetric)
             watch.lap("spectral radius")
@@ -184,7 +228,7 @@ class SmoothedAggregation(AMG):
                 if self.reused_aggregates:  # the cached set-up stopped coarsening here (stalled)
                     levels.append(Level(Al, None, None, inv_diag, 0.0))
                     break
-                G = strength_graph(Al, self.theta, self.block_size if depth == 0 else B.shape[1], symmetric_pattern)
+                G = strength_graph(Al, theta if depth == 0 else coarse_theta, self.block_size if depth == 0 else B.shape[1], symmetric_pattern)
                 watch.lap("strength")
                 ids, count, _ = aggregate(G, self.seed + depth)
                 del G
@@ -206,12 +250,13 @@ class SmoothedAggregation(AMG):
             R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
-            Al = _unit_diagonal_where_empty(sparse_product(R, Al, P))  # Galerkin, in row chunks of R
+            # Galerkin: sparse in row chunks of R, or sparse x dense once the coarse space is small
+            Al = _unit_diagonal_where_empty(galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric))
             watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
             snapshot = None if self.near_nullspace is None else torch.as_tensor(self.near_nullspace).clone()
             A.pattern._cache[key] = (snapshot, tentatives[: len(levels) - 1], stalled)
-        if levels[-1].A.shape[0] > max(4 * self.max_coarse, _DENSE_COARSE_LIMIT):
+        if levels[-1].A.shape[0] > max(4 * max_coarse, _DENSE_COARSE_LIMIT):
             advice = (f"with theta={self.theta} too few connections are strong: lower theta (0 keeps all)" if self.theta > 0
                       else "the matrix graph has too few off-diagonal connections to aggregate")
             raise StructureError(
@@ -296,32 +341,16 @@ class _Stopwatch:
         self.t = self._now()
 
 
-_CAPTURE_STREAMS: dict[Any, Any] = {}
-
-
-def _capture_stream(device: torch.device) -> Any:
-    """One side stream per device for every capture: cuBLAS keeps a workspace (32 MiB on Hopper)
-    per stream it has run on, so a new stream per captured cycle (per set-up, in an optimization
-    loop) would leave one behind each time."""
-    key = torch.device(device).index if torch.device(device).index is not None else torch.cuda.current_device()
-    stream = _CAPTURE_STREAMS.get(key)
-    if stream is None:
-        stream = _CAPTURE_STREAMS[key] = torch.cuda.Stream(device=device)
-    return stream
-
-
 def _capture(cycle, r: torch.Tensor):
     """``(graph, static_in, static_out)`` replaying ``cycle`` on ``static_in``, or False."""
     static_in = r.detach().clone()
-    side = _capture_stream(r.device)
+    side = capture_stream(r.device)
     side.wait_stream(torch.cuda.current_stream(r.device))
     try:
         with torch.cuda.stream(side):  # warm-up: cuSPARSE descriptors and buffers exist before capture
             cycle(static_in)
         torch.cuda.current_stream(r.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = cycle(static_in)
+        graph, static_out = capture(lambda: cycle(static_in), r.device)
     except RuntimeError:  # an operation that cannot be captured: stay eager
         torch.cuda.synchronize(r.device)
         return False

@@ -76,6 +76,57 @@ def test_galerkin_levels_equal_scipy_triple_products(device):
         assert lv.A.device.type == device.type
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_dense_galerkin_product_equals_scipy_triple_product(symmetric, device):
+    from slactl.engine.preconditioners._aggregation import galerkin_product
+
+    S = poisson2d(30) if symmetric else convection_diffusion2d(30)
+    A = slactl.SparseMatrix.from_scipy(S, device=device)
+    M = SmoothedAggregation(A, max_coarse=20)
+    fine = M.levels[0]
+    ref = (fine.R.to_scipy() @ S @ fine.P.to_scipy()).toarray()
+    dense = galerkin_product(fine.R, fine.A, fine.P, dense_entries=2**30, symmetric=symmetric)
+    sparse = galerkin_product(fine.R, fine.A, fine.P, dense_entries=0)
+    for C in (dense, sparse):
+        assert C.device.type == device.type
+        np.testing.assert_allclose(C.to_scipy().toarray(), ref, atol=1e-13 * abs(ref).max())
+    if symmetric:  # averaged with its transpose: symmetric to the last bit, pattern included
+        D = dense.to_scipy()
+        assert (D != D.T).nnz == 0
+
+
+def test_setup_with_dense_galerkin_products_matches_the_sparse_one(device):
+    A = slactl.SparseMatrix.from_scipy(poisson2d(40), device=device)
+    M_sparse = SmoothedAggregation(A, max_coarse=20)
+    M_dense = SmoothedAggregation(max_coarse=20)
+    M_dense._dense_galerkin_entries = 2**30
+    M_dense.setup(A)
+    assert [lv.A.shape for lv in M_dense.levels] == [lv.A.shape for lv in M_sparse.levels]
+    for a, b in zip(M_dense.levels, M_sparse.levels):
+        ref = b.A.to_scipy().toarray()
+        np.testing.assert_allclose(a.A.to_scipy().toarray(), ref, atol=1e-12 * abs(ref).max())
+    b = torch.ones(A.shape[0], dtype=A.dtype, device=device)
+    x = cg(A, b, preconditioner=M_dense, rtol=1e-10).x
+    ref = sp.linalg.spsolve(poisson2d(40).tocsc(), np.ones(A.shape[0]))
+    np.testing.assert_allclose(x.cpu().numpy(), ref, rtol=1e-8)
+
+
+def test_a_small_dense_level_is_the_coarsest_by_default():
+    rng = np.random.default_rng(0)
+    n = 1500  # more than max_coarse on the CPU (1000), 30% of the entries stored
+    R = sp.random(n, n, density=0.15, random_state=rng, format="csr")
+    S = (R + R.T + sp.diags(np.asarray(abs(R + R.T).sum(1)).ravel() + 1.0)).tocsr()
+    assert S.nnz >= 0.2 * n * n
+    A = slactl.SparseMatrix.from_scipy(S)
+    M = SmoothedAggregation(A, theta=0.0)  # every connection strong: the level could be coarsened
+    assert len(M.levels) == 1  # the dense factorization is the whole preconditioner: an exact solve
+    b = torch.from_numpy(rng.standard_normal(n))
+    res = cg(A, b, preconditioner=M, rtol=1e-10)
+    assert res.iterations <= 2
+    np.testing.assert_allclose(res.x.numpy(), sp.linalg.spsolve(S.tocsc(), b.numpy()), rtol=1e-8)
+    assert len(SmoothedAggregation(A, max_coarse=1000, theta=0.0).levels) > 1  # an explicit max_coarse is kept
+
+
 @pytest.mark.parametrize(
     "name,size,limit",
     [("poisson2d", 64, 15), ("poisson3d", 16, 15), ("anisotropic2d", 64, 20), ("highcontrast2d", 64, 20),
@@ -214,10 +265,10 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
 
     real = _aggregation._product_rows
 
-    def refuse(A, right, r0, r1):
+    def refuse(A, right, r0, r1, bounds=None):
         if r1 - r0 > fail_above:
             raise RuntimeError("CUDA error: insufficient resources when calling `cusparseSpGEMM_compute(...)`")
-        return real(A, right, r0, r1)
+        return real(A, right, r0, r1, bounds)
 
     monkeypatch.setattr(_aggregation, "_product_rows", refuse)
     monkeypatch.setattr(_aggregation, "_EXPAND_PRODUCTS", 300)
@@ -236,7 +287,7 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
 def test_other_product_errors_are_not_swallowed(monkeypatch):
     from slactl.engine.preconditioners import _aggregation
 
-    def broken(A, right, r0, r1):
+    def broken(A, right, r0, r1, bounds=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(_aggregation, "_product_rows", broken)
@@ -336,4 +387,4 @@ def test_strength_graph_matches_the_definition_in_any_chunking(monkeypatch, chun
     coo, d = S.tocoo(), np.abs(S.diagonal())
     strong = (coo.row != coo.col) & (np.abs(coo.data) >= 0.25 * np.sqrt(d[coo.row] * d[coo.col])) & (coo.data != 0)
     want = sorted(zip(coo.row[strong].tolist(), coo.col[strong].tolist()))
-    assert sorted(zip(G.dst.tolist(), G.src.tolist())) == want
+    assert sorted(zip(G.dst.tolist(), G.col.tolist())) == want
