@@ -60,6 +60,30 @@ class Graph:
             return out
         return values.scatter_reduce(0, self.dst, values[self.col], reduce="amax", include_self=True)
 
+    def mis_round(self, state: torch.Tensor, priority: torch.Tensor) -> torch.Tensor:
+        """One round of the MIS(2) selection of :func:`aggregate` (states 0 out, 1 undecided,
+        2 root; keys ``state * n + priority``): the new states."""
+        n = self.n
+        if _use_kernel(state, self.interpret):
+            K = _kernels()
+            rows_per_program, lanes = 128, 8
+            grid = (max(1, -(-n // rows_per_program)),)
+            best1 = torch.empty_like(state)
+            K._mis_key_max_kernel[grid](self.crow, self.col, state, priority, best1, n, BS=rows_per_program, KP=lanes)
+            state = state.clone()
+            K._mis_update_kernel[grid](self.crow, self.col, best1, state, priority, n, BS=rows_per_program, KP=lanes)
+            return state
+        undecided = state == _UNDECIDED
+        key = state * n + priority
+        best = self.neighbour_max(self.neighbour_max(key))
+        new_root = undecided & (best == key)
+        state = torch.where(new_root, _ROOT, state)
+        return torch.where(undecided & ~new_root & (best >= _ROOT * n), 0, state)
+
+
+# MIS(2) node states (the Triton round of _aggregation_kernels uses the same numbers)
+_UNDECIDED, _ROOT = 1, 2
+
 
 def _use_kernel(values: torch.Tensor, interpret: bool) -> bool:
     """The Triton neighbour maximum applies: CUDA with Triton (or its interpreter, for tests)."""
@@ -146,25 +170,19 @@ def aggregate(G: Graph, seed: int = 0) -> tuple[torch.Tensor, int, torch.Tensor]
     at distance 2, and aggregates have a diameter of at most 4.
     """
     n, dev = G.n, G.col.device
-    undecided_state, root_state = 1, 2
     # Drawn on the device: a host permutation of 16M entries alone takes 0.3 s.
     priority = torch.randperm(n, generator=device_generator(dev, seed), device=dev)
     degree = G.crow[1:] - G.crow[:-1]
     # Keys (state, priority) as state * n + priority: int32 halves the traffic where they fit.
     kdtype = torch.int32 if 3 * n < 2**31 else torch.int64
     priority = priority.to(kdtype)
-    state = torch.where(degree > 0, undecided_state, 0).to(kdtype)  # isolated nodes: out
+    state = torch.where(degree > 0, _UNDECIDED, 0).to(kdtype)  # isolated nodes: out
     # Termination is tested every _MIS_ROUNDS_PER_TEST rounds (each test waits for the device; a
     # round after the last is a no-op: no undecided node is left to change).
-    while bool((state == undecided_state).any()):
+    while bool((state == _UNDECIDED).any()):
         for _ in range(_MIS_ROUNDS_PER_TEST):
-            undecided = state == undecided_state
-            key = state * n + priority
-            best = G.neighbour_max(G.neighbour_max(key))
-            new_root = undecided & (best == key)
-            state = torch.where(new_root, root_state, state)
-            state = torch.where(undecided & ~new_root & (best >= root_state * n), 0, state)
-    roots = state == root_state
+            state = G.mis_round(state, priority)
+    roots = state == _ROOT
     # Root numbers by a prefix sum (no boolean-mask assignment: one host synchronization, the count)
     numbers = torch.cumsum(roots, 0, dtype=kdtype)
     count = int(numbers[-1]) if n else 0
@@ -288,7 +306,8 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     """The Galerkin product ``R A P`` (no gradient).
 
     By :func:`sparse_product`, unless ``P`` as a dense ``n x n_c`` array holds at most
-    ``dense_entries`` entries: then as two sparse x dense products (cuSPARSE SpMM on CUDA),
+    ``dense_entries`` entries (or less than half the scalar products of ``R @ A``; 0 turns the
+    dense path off): then as two sparse x dense products (cuSPARSE SpMM on CUDA),
     ``A @ P_dense`` and ``R @ (A P)``, and the nonzeros of the dense result. That is the fast way
     where the coarse space is small and the operators have filled in (the coarse levels of
     smoothed aggregation on 3D problems: there a sparse product of a 20,612-row level took 325 ms
@@ -297,7 +316,11 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     structurally symmetric pattern, which the strength graph relies on).
     """
     n, nc = P.shape
-    if n * nc > dense_entries or nc * nc > dense_entries:
+    dense = max(n, nc) * nc  # entries of the largest dense temporary
+    # Dense also where it holds less than the sparse product's scalar products of R @ A (about
+    # what cuSPARSE's work space grows with): levels that have filled in.
+    products = R.nnz * (A.nnz / max(n, 1))
+    if dense_entries <= 0 or (dense > dense_entries and 2 * dense > products):
         return sparse_product(R, A, P)
     with torch.no_grad():
         AP = torch.sparse.mm(A.pattern.torch_csr(A.values.detach()), P.detach().to_dense())

@@ -52,19 +52,29 @@ from slactl.errors import DtypeError, ShapeError, StructureError, UsageError
 
 # The coarsest level is factorized densely; beyond this many unknowns coarsening has failed.
 _DENSE_COARSE_LIMIT = 8000
-# Default max_coarse by device: on a GPU a dense solve of a few thousand unknowns (one GEMV with
-# the inverse in the fused cycle) costs less than one more level's set-up, which is launch-bound
-# there (~7 ms per level below 20k unknowns on an H200); on a CPU the dense solve is the cost.
-_MAX_COARSE = {"cuda": 2500}
+# Default max_coarse: 1000, and on a GPU up to 2500 where the problem is large enough, since a
+# dense solve of a few thousand unknowns (one GEMV with the inverse in the fused cycle) costs less
+# than one more level's set-up, launch-bound there (~7 ms per level below 20k unknowns on an H200).
+# The dense coarsest level holds ~3 n_c^2 values (matrix, factor, inverse): n_c <= sqrt(1.25 n)
+# keeps that under 30 bytes per unknown of the problem. On a CPU the dense solve is the cost.
 _MAX_COARSE_DEFAULT = 1000
+_MAX_COARSE_GPU = 2500
+
+
+def default_max_coarse(n: int, device: torch.device) -> int:
+    if torch.device(device).type != "cuda":
+        return _MAX_COARSE_DEFAULT
+    return int(min(_MAX_COARSE_GPU, max(_MAX_COARSE_DEFAULT, (1.25 * n) ** 0.5)))
 # With the default max_coarse, a level this small and this dense is the coarsest: its dense
 # factorization costs less than another Galerkin product (3D problems fill in on coarse levels:
 # 3,105 unknowns with 51% of the entries stored at 16M DOF, whose product took 738 ms on an H200).
 _DENSE_STOP_ROWS = 4096
 _DENSE_STOP_FILL = 0.2
-# On CUDA, Galerkin products whose dense prolongator holds at most max(this, nnz(A)) entries run as
-# sparse x dense products (galerkin_product): fast once the coarse space is small.
-_DENSE_GALERKIN_ENTRIES = 2**25
+# On CUDA, Galerkin products whose dense prolongator holds at most max(this, nnz(A) / 2) entries
+# run as sparse x dense products (galerkin_product): fast once the coarse space is small. Half of
+# nnz(A) keeps the two dense temporaries (P and A P) within the memory of A's values: 2D Poisson
+# at 1M peaked at 452 instead of 294 bytes/DOF with a fixed 2^25.
+_DENSE_GALERKIN_ENTRIES = 2**18
 
 
 class SmoothedAggregation(AMG):
@@ -93,8 +103,8 @@ class SmoothedAggregation(AMG):
     smoother, degree : as :class:`AMG` (Chebyshev of degree 2 by default).
     max_levels, max_coarse : int
         At most ``max_levels`` levels; the coarsest (at most ``max_coarse`` unknowns) is solved
-        densely. By default (None) ``max_coarse`` is 2500 on CUDA (a dense coarse solve is
-        cheaper there than a launch-bound small level) and 1000 elsewhere, and a level of at most
+        densely. By default (None) ``max_coarse`` is 1000, on CUDA up to 2500 (``sqrt(1.25 n)``:
+        a dense coarse solve is cheaper there than a launch-bound small level), and a level of at most
         4096 unknowns with at least 20% of its entries stored is the coarsest too (it has filled
         in: a dense factorization is cheaper than coarsening it further). A given value is kept
         exactly.
@@ -126,7 +136,7 @@ class SmoothedAggregation(AMG):
 
     name = "sa-amg"
     # Entries of the dense prolongator below which Galerkin products run sparse x dense; None: the
-    # device's default (max(2^25, nnz(A)) on CUDA, never on the CPU, where SciPy's sparse product
+    # device's default (max(2^18, nnz(A) / 2) on CUDA, never on the CPU, where SciPy's sparse product
     # is faster). Tests set it to exercise that path on the CPU.
     _dense_galerkin_entries: int | None = None
 
@@ -198,10 +208,10 @@ class SmoothedAggregation(AMG):
         # The strength graph may skip symmetrization only for a structurally symmetric pattern.
         symmetric_pattern = self.symmetric and _symmetric_pattern(A)
         B = self._nullspace(A)
-        max_coarse = self.max_coarse or _MAX_COARSE.get(A.device.type, _MAX_COARSE_DEFAULT)
+        max_coarse = self.max_coarse or default_max_coarse(A.shape[0], A.device)
         dense_entries = self._dense_galerkin_entries
         if dense_entries is None:
-            dense_entries = max(_DENSE_GALERKIN_ENTRIES, A.nnz) if A.device.type == "cuda" else 0
+            dense_entries = max(_DENSE_GALERKIN_ENTRIES, A.nnz // 2) if A.device.type == "cuda" else 0
         # (the default max_coarse also stops at small dense levels: part of the key)
         theta = self.theta
         coarse_theta = theta / 2 if self.coarse_theta is None else self.coarse_theta

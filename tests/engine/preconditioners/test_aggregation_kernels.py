@@ -1,4 +1,4 @@
-"""The Triton neighbour maximum of the MIS(2) aggregation against torch's scatter-max.
+"""The Triton kernels of the MIS(2) aggregation (neighbour maximum, one selection round) against torch.
 
 * the kernel under Triton's CPU interpreter (``interp_`` tests, run by
   ``test_kernel_under_the_triton_interpreter`` in a ``TRITON_INTERPRET=1`` process): equal to
@@ -69,6 +69,19 @@ def test_interp_neighbour_max_equals_scatter_max(dtype, seed):
 
 
 @needs_interpreter
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_interp_mis_round_equals_the_torch_round(dtype):
+    G = _graph(400, 2)
+    rng = np.random.default_rng(2)
+    state = torch.from_numpy(rng.integers(0, 3, G.n)).to(dtype)  # out, undecided and roots mixed
+    priority = torch.from_numpy(rng.permutation(G.n)).to(dtype)
+    want = G.mis_round(state, priority)
+    G.interpret = True
+    got = G.mis_round(state, priority)
+    assert torch.equal(got, want) and not torch.equal(want, state)
+
+
+@needs_interpreter
 def test_interp_aggregation_with_the_kernel_equals_the_one_without():
     A = slactl.SparseMatrix.from_scipy(poisson2d(30))
     G = strength_graph(A, 0.08, 1, symmetric=True)
@@ -79,7 +92,15 @@ def test_interp_aggregation_with_the_kernel_equals_the_one_without():
     assert torch.equal(ids_k, ids) and torch.equal(roots_k, roots)
 
 
-def test_kernel_compiles_for_sm90_without_a_gpu():
+_SIGNATURES = {
+    "_neighbour_max_kernel": {"crow": "*i64", "col": "*i32", "values": "*i32", "out": "*i32", "n": "i32"},
+    "_mis_key_max_kernel": {"crow": "*i64", "col": "*i32", "state": "*i32", "priority": "*i32", "out": "*i32", "n": "i32"},
+    "_mis_update_kernel": {"crow": "*i64", "col": "*i32", "best1": "*i32", "state": "*i32", "priority": "*i32", "n": "i32"},
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(_SIGNATURES))
+def test_kernel_compiles_for_sm90_without_a_gpu(kernel):
     """Triton's whole pipeline (MLIR, LLVM, PTX, ptxas) for an H100/H200, no device needed."""
     try:
         import triton
@@ -88,9 +109,9 @@ def test_kernel_compiles_for_sm90_without_a_gpu():
     except ImportError as exc:
         pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
     K = _aggregation._kernels()
-    sig = {"crow": "*i64", "col": "*i32", "values": "*i32", "out": "*i32", "n": "i32", "BS": "constexpr", "KP": "constexpr"}
+    sig = dict(_SIGNATURES[kernel], BS="constexpr", KP="constexpr")
     try:
-        src = ASTSource(K._neighbour_max_kernel, sig, dict(BS=128, KP=8))
+        src = ASTSource(getattr(K, kernel), sig, dict(BS=128, KP=8))
     except TypeError as exc:
         pytest.skip(f"this triton's ASTSource takes other arguments: {exc}")
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
@@ -99,9 +120,14 @@ def test_kernel_compiles_for_sm90_without_a_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available() or not fused_cg.triton_available(), reason="needs CUDA and triton")
-def test_neighbour_max_on_cuda_equals_scatter_max():
+def test_kernels_on_cuda_equal_the_torch_versions():
     G = _graph(20000, 0, device="cuda")
     assert _aggregation._use_kernel(G.col, False)
     for dtype in (torch.int32, torch.int64):
         values = torch.randint(-1, 3 * G.n, (G.n,), device="cuda", dtype=dtype)
         assert torch.equal(G.neighbour_max(values), _reference(G, values))
+        state = torch.randint(0, 3, (G.n,), device="cuda", dtype=dtype)
+        priority = torch.randperm(G.n, device="cuda").to(dtype)
+        got = G.mis_round(state, priority)
+        Gc = Graph(G.n, G.crow.cpu(), G.col.cpu())
+        assert torch.equal(got.cpu(), Gc.mis_round(state.cpu(), priority.cpu()))
