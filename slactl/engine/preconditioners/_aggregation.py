@@ -53,10 +53,7 @@ class Graph:
         """``max(values[i], max_{j ~ i} values[j])`` for every node ``i``."""
         if _use_kernel(values, self.interpret):
             out = torch.empty_like(values)
-            rows_per_program, lanes = 128, 8
-            grid = (max(1, -(-self.n // rows_per_program)),)
-            _kernels()._neighbour_max_kernel[grid](self.crow, self.col, values, out, self.n,
-                                                  BS=rows_per_program, KP=lanes)
+            self._launch("_neighbour_max_kernel", values, out)
             return out
         return values.scatter_reduce(0, self.dst, values[self.col], reduce="amax", include_self=True)
 
@@ -65,13 +62,10 @@ class Graph:
         2 root; keys ``state * n + priority``): the new states."""
         n = self.n
         if _use_kernel(state, self.interpret):
-            K = _kernels()
-            rows_per_program, lanes = 128, 8
-            grid = (max(1, -(-n // rows_per_program)),)
             best1 = torch.empty_like(state)
-            K._mis_key_max_kernel[grid](self.crow, self.col, state, priority, best1, n, BS=rows_per_program, KP=lanes)
-            state = state.clone()
-            K._mis_update_kernel[grid](self.crow, self.col, best1, state, priority, n, BS=rows_per_program, KP=lanes)
+            self._launch("_mis_key_max_kernel", state, priority, best1)
+            state = state.clone()  # the update kernel writes in place
+            self._launch("_mis_update_kernel", best1, state, priority)
             return state
         undecided = state == _UNDECIDED
         key = state * n + priority
@@ -79,6 +73,12 @@ class Graph:
         new_root = undecided & (best == key)
         state = torch.where(new_root, _ROOT, state)
         return torch.where(undecided & ~new_root & (best >= _ROOT * n), 0, state)
+
+    def _launch(self, kernel: str, *arrays: torch.Tensor) -> None:
+        """One of :mod:`._aggregation_kernels` over the rows: 128 rows per program, 8 lanes per row."""
+        rows_per_program = 128
+        grid = (max(1, -(-self.n // rows_per_program)),)
+        getattr(_kernels(), kernel)[grid](self.crow, self.col, *arrays, self.n, BS=rows_per_program, KP=8)
 
 
 # MIS(2) node states (the Triton round of _aggregation_kernels uses the same numbers)
