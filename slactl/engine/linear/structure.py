@@ -34,12 +34,25 @@ def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
     m, n = A.shape
     if m != n:
         return Structure(False, False, False, False, "none")
+    pattern = A.pattern
+    had = {"transpose": "transpose" in pattern._cache, "diagonal": "diagonal" in pattern._cache, "row": pattern._row is not None}
     with torch.no_grad():
         symmetric = A.is_symmetric(symmetry_tol)
         diag = A.diagonal()
         positive = bool((diag > 0).all()) if diag.numel() else False
         off = A.abs().sum(dim=1) - diag.abs()
         dominant = bool((diag.abs() >= off * (1 - 1e-12)).all()) if diag.numel() else False
+    if symmetric:
+        # The tests cache the transposed pattern with its permutations, the diagonal positions and
+        # the COO rows on A's pattern (~100 bytes per unknown on a 5-point stencil). A symmetric
+        # matrix is its own transpose and the solvers rebuild the rest on demand, so they are
+        # dropped unless they were there before: an auto-dispatched sa-amg solve of 2D Poisson at
+        # 1M DOF peaked at 393 B/DOF with them, 273 without (issue 7, H200).
+        for key in ("transpose", "diagonal"):
+            if not had[key]:
+                pattern._cache.pop(key, None)
+        if not had["row"]:
+            pattern._row = None
     evidence = "none"
     if symmetric and positive:
         evidence = "proven" if dominant else "likely"

@@ -155,13 +155,16 @@ def strength_graph(A: SparseMatrix, theta: float, block_size: int = 1, symmetric
     return _csr_graph(n, nodes, neighbours.to(index_dtype_for(n + 1, n, 0)), torch.ones_like(nodes, dtype=torch.bool))
 
 
-# MIS(2) rounds between two termination tests in aggregate(): 2D Poisson takes 4-6 rounds per level.
+# MIS(2) rounds before the first termination test of aggregate(), and between two tests: 2D
+# Poisson takes 4-6 rounds per level. Each test waits for the device; a round after the last is a
+# no-op (no undecided node is left to change), two kernels.
+_MIS_ROUNDS_FIRST = 4
 _MIS_ROUNDS_PER_TEST = 2
 
 
 def aggregate(G: Graph, seed: int = 0) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Aggregate id of every node (``-1`` for nodes without strong neighbours), the count, and the
-    root node of every aggregate.
+    """Aggregate id of every node (``-1`` for nodes without strong neighbours), the count, and
+    which nodes are the aggregates' roots (a boolean mask: root ``a`` is the ``a``-th set entry).
 
     Round of the MIS(2) selection: every undecided node compares the key ``(state, priority)``
     with all keys within distance 2 (two scatter-max sweeps); it becomes a root when its own key is
@@ -177,8 +180,8 @@ def aggregate(G: Graph, seed: int = 0) -> tuple[torch.Tensor, int, torch.Tensor]
     kdtype = torch.int32 if 3 * n < 2**31 else torch.int64
     priority = priority.to(kdtype)
     state = torch.where(degree > 0, _UNDECIDED, 0).to(kdtype)  # isolated nodes: out
-    # Termination is tested every _MIS_ROUNDS_PER_TEST rounds (each test waits for the device; a
-    # round after the last is a no-op: no undecided node is left to change).
+    for _ in range(_MIS_ROUNDS_FIRST):
+        state = G.mis_round(state, priority)
     while bool((state == _UNDECIDED).any()):
         for _ in range(_MIS_ROUNDS_PER_TEST):
             state = G.mis_round(state, priority)
@@ -192,7 +195,7 @@ def aggregate(G: Graph, seed: int = 0) -> tuple[torch.Tensor, int, torch.Tensor]
     ids = torch.where(degree > 0, hop1, ids)
     hop2 = G.neighbour_max(ids)
     ids = torch.where((ids < 0) & (degree > 0), hop2, ids)
-    return ids.to(torch.int64), count, torch.nonzero(roots).flatten()
+    return ids.to(torch.int64), count, roots
 
 
 @dataclass
@@ -215,6 +218,8 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
     n, k = B.shape
     dev, dtype = B.device, B.dtype
     agg = ids.repeat_interleave(block_size) if block_size > 1 else ids
+    if k == 1:
+        return _tentative_one_vector(agg, count, B[:, 0])
     live = torch.nonzero(agg >= 0).flatten()
     a = agg[live]
     V = B[live].clone()  # [live, k]
@@ -248,7 +253,31 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
     return Tentative(T, R.reshape(count * k, k))
 
 
-def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engine: str | None = None) -> SparseMatrix:
+# Scalar products of the first multiplication per chunk of sparse_product (cuSPARSE's work space
+# grows with them).
+_CHUNK_PRODUCTS = 2**21
+
+
+def _tentative_one_vector(agg: torch.Tensor, count: int, b: torch.Tensor) -> Tentative:
+    """:func:`tentative_prolongator` of one near-nullspace vector: ``T``'s entry in row ``i`` is
+    ``b_i / |b on i's aggregate|`` (zero where that norm is, as the general sweep's dependent
+    column), ``B_c`` the norms; a dozen kernels instead of the sweep's ~35 (launch-bound on a GPU)."""
+    n, dev = agg.numel(), agg.device
+    live = torch.nonzero(agg >= 0).flatten()
+    a = agg[live]
+    v = b[live]
+    norm = torch.zeros(count, dtype=b.dtype, device=dev).index_add_(0, a, v * v).sqrt_()
+    scale = norm[a]
+    v = torch.where(scale > 0, v / torch.where(scale > 0, scale, 1.0), 0.0)
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=dev)
+    torch.cumsum(agg >= 0, 0, out=crow[1:])
+    idx = index_dtype_for(n + 1, count, live.numel())
+    T = SparseMatrix.from_csr(crow.to(idx), a.to(idx), v, (n, count), check=False)
+    return Tentative(T, norm[:, None])
+
+
+def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engine: str | None = None,
+                   sort_each: bool = False) -> SparseMatrix:
     """``F_1 @ F_2 @ ... @ F_k`` (no gradient): sorted, duplicate-free rows, int32 indices where they fit.
 
     ``engine="scipy"`` (the default on the CPU) multiplies on the host; ``"torch"`` (the default on
@@ -256,6 +285,9 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     products of the first multiplication (default ``max(2^22, 4 m)``) and carries each chunk
     through all the factors. cuSPARSE's work space grows with the products, and a Galerkin product
     ``P^T A P`` computed chunk by chunk never holds the full intermediate ``A P`` or ``P^T A``.
+    cuSPARSE's products come with sorted rows; that is checked once for all of them at the end
+    (a host synchronization per product cost ~0.1 ms each), and should a product be unsorted, all
+    is recomputed with each product sorted (``sort_each``).
     """
     A = factors[0]
     m, n = A.shape[0], factors[-1].shape[1]
@@ -271,7 +303,7 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
         return SparseMatrix.from_csr(torch.from_numpy(C.indptr).to(idx), torch.from_numpy(C.indices).to(idx),
                                      torch.from_numpy(C.data).to(A.dtype), (m, n), check=False)
     B = factors[1]
-    cuts = _row_chunks(A, B, max_products or max(2**21, m), max_chunks=16 if max_products is None else 2**62)
+    cuts = _row_chunks(A, B, max_products or max(_CHUNK_PRODUCTS, m), max_chunks=16 if max_products is None else 2**62)
     right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
     entry_cuts = A.pattern.crow[cuts].tolist()  # the chunks' entry ranges, in one synchronization
@@ -279,15 +311,20 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     # concatenation and no final cast: at the first level's S @ T this was a third of the set-up's
     # peak memory); a single piece is not copied.
     col_dtype = torch.int32 if n < 2**31 else torch.int64
+    # (the CPU's products are not sorted: each is sorted there)
+    unsorted: list[torch.Tensor] | None = None if sort_each or A.device.type != "cuda" else []
     for k, (r0, r1) in enumerate(zip(cuts[:-1], cuts[1:])):
         if r1 <= r0:
             continue
-        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, (entry_cuts[k], entry_cuts[k + 1])):
+        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, (entry_cuts[k], entry_cuts[k + 1]), unsorted):
             crows.append(crow[1:].to(torch.int64) + offset)
             cols.append(col.to(col_dtype))
             vals.append(val)
             offset += col.numel()
             del crow, col, val
+    if unsorted and bool(torch.stack(unsorted).any()):
+        del crows, cols, vals
+        return sparse_product(*factors, max_products=max_products, engine=engine, sort_each=True)
     crow = torch.cat(crows)
     if not cols:  # no rows
         empty = torch.zeros(0, dtype=torch.int64, device=A.device)
@@ -362,15 +399,21 @@ def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int =
 
 
 def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
-                  bounds: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  bounds: tuple[int, int] | None = None,
+                  unsorted: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by ``torch.sparse.mm``: CSR arrays, rows
-    sorted. ``bounds``: the entry range of those rows in ``A``, when the caller has it (saves two
-    host synchronizations per chunk)."""
+    sorted, or, given ``unsorted``, as cuSPARSE left them, with a device flag per product appended
+    to ``unsorted`` (true where a row is not sorted). ``bounds``: the entry range of those rows in
+    ``A``, when the caller has it (saves two host synchronizations per chunk)."""
     crow = A.pattern.crow[r0 : r1 + 1]
     lo, hi = (int(crow[0]), int(crow[-1])) if bounds is None else bounds
     c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
     for b in right:
-        c = _sorted(*_csr_arrays(torch.sparse.mm(c, b)), b.shape[1])
+        c = _csr_arrays(torch.sparse.mm(c, b))
+        if unsorted is None:
+            c = _sorted(*c, b.shape[1])
+        else:
+            unsorted.append(_unsorted(c[0], c[1]))
         c = torch.sparse_csr_tensor(*c, size=(r1 - r0, b.shape[1]))
     return _csr_arrays(c)
 
@@ -380,7 +423,8 @@ _EXPAND_PRODUCTS = 2**22
 
 
 def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
-                              bounds: tuple[int, int] | None = None) -> list[tuple[torch.Tensor, ...]]:
+                              bounds: tuple[int, int] | None = None,
+                              unsorted: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, ...]]:
     """:func:`_product_rows`, and where cuSPARSE's SpGEMM fails with "insufficient resources"
     (a known failure of its default algorithm on some large inputs, which torch gives no way to
     swap: CUDALibrarySamples#38, cupy#10033; seen on H200 on the ranks of a distributed Galerkin
@@ -388,7 +432,7 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     failing part holds at most ``_EXPAND_PRODUCTS`` products, which :func:`_expand_sort_compress`
     multiplies without cuSPARSE. Pieces in row order."""
     try:
-        return [_product_rows(A, right, r0, r1, bounds)]
+        return [_product_rows(A, right, r0, r1, bounds, unsorted)]
     except RuntimeError as exc:
         if "insufficient resources" not in str(exc):
             raise
@@ -398,7 +442,7 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     if r1 - r0 <= 1 or products <= _EXPAND_PRODUCTS:
         return [_expand_sort_compress(A, right, r0, r1)]
     mid = (r0 + r1) // 2
-    return _product_rows_or_fallback(A, right, r0, mid) + _product_rows_or_fallback(A, right, mid, r1)
+    return _product_rows_or_fallback(A, right, r0, mid, None, unsorted) + _product_rows_or_fallback(A, right, mid, r1, None, unsorted)
 
 
 def _expand_sort_compress(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) -> tuple[torch.Tensor, ...]:
@@ -432,13 +476,19 @@ def _csr_arrays(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def _sorted(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, ncols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Columns ascending within every row (cuSPARSE's output already is: one check of one byte per
     entry; the CPU's is not, and is sorted by row-major keys)."""
-    if col.numel() > 1:
-        # one flag past the end takes the starts of trailing empty rows (no boolean-mask indexing,
-        # which synchronizes with the host)
-        row_start = torch.zeros(col.numel() + 1, dtype=torch.bool, device=col.device)
-        row_start[crow[1:-1].to(torch.int64)] = True
-        if not bool(((col[1:] > col[:-1]) | row_start[1:-1]).all()):
-            rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=col.device), (crow[1:] - crow[:-1]).to(torch.int64))
-            order = torch.argsort(rows * ncols + col.to(torch.int64))
-            col, val = col[order], val[order]
+    if col.numel() > 1 and bool(_unsorted(crow, col)):
+        rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=col.device), (crow[1:] - crow[:-1]).to(torch.int64))
+        order = torch.argsort(rows * ncols + col.to(torch.int64))
+        col, val = col[order], val[order]
     return crow, col, val
+
+
+def _unsorted(crow: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """A device flag: some row's columns are not strictly ascending (no host synchronization)."""
+    if col.numel() <= 1:
+        return torch.zeros((), dtype=torch.bool, device=col.device)
+    # one flag past the end takes the starts of trailing empty rows (no boolean-mask indexing,
+    # which synchronizes with the host)
+    row_start = torch.zeros(col.numel() + 1, dtype=torch.bool, device=col.device)
+    row_start[crow[1:-1].to(torch.int64)] = True
+    return ~((col[1:] > col[:-1]) | row_start[1:-1]).all()

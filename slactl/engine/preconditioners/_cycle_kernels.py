@@ -37,6 +37,29 @@ import triton.language as tl
 SPMV, RESID, ADD, CHEB_START, CHEB_STEP, CHEB_FIRST, JACOBI = (tl.constexpr(i) for i in range(7))
 
 
+@triton.jit
+def csr_row_products(crow, col, val, x, xs, rows, rmask, SCALED: tl.constexpr, BS: tl.constexpr, KP: tl.constexpr):
+    """``sum_j a_ij x_j`` (``a_ij x_j xs_j`` when ``SCALED``) for a block of rows, each row's
+    entries read as ``[rows, KP]`` tiles across adjacent lanes up to the block's longest row
+    (shared with the Lanczos kernels of :mod:`._lanczos_kernels`)."""
+    start = tl.load(crow + rows, mask=rmask, other=0)
+    end = tl.load(crow + rows + 1, mask=rmask, other=0)
+    length = end - start
+    longest = tl.max(length, axis=0)
+    acc = tl.zeros([BS], dtype=val.dtype.element_ty)
+    for k in range(0, longest, KP):
+        offs = k + tl.arange(0, KP)
+        m = offs[None, :] < length[:, None]
+        idx = start[:, None] + offs[None, :]
+        c = tl.load(col + idx, mask=m, other=0)
+        v = tl.load(val + idx, mask=m, other=0.0)
+        xv = tl.load(x + c, mask=m, other=0.0)
+        if SCALED:
+            xv = xv * tl.load(xs + c, mask=m, other=0.0)
+        acc += tl.sum(v * xv, axis=1)
+    return acc
+
+
 # (n is not specialized: Triton would compile a variant per n % 16 and n == 1, so the levels of a
 # new problem size would compile inside its first solve)
 @triton.jit(do_not_specialize=["n"])
@@ -52,21 +75,7 @@ def _level_kernel(crow, col, val, x, xs, n,
     pid = tl.program_id(0)
     rows = pid * BS + tl.arange(0, BS)
     rmask = rows < n
-    start = tl.load(crow + rows, mask=rmask, other=0)
-    end = tl.load(crow + rows + 1, mask=rmask, other=0)
-    length = end - start
-    longest = tl.max(length, axis=0)
-    acc = tl.zeros([BS], dtype=val.dtype.element_ty)
-    for k in range(0, longest, KP):
-        offs = k + tl.arange(0, KP)
-        m = offs[None, :] < length[:, None]
-        idx = start[:, None] + offs[None, :]
-        c = tl.load(col + idx, mask=m, other=0)
-        v = tl.load(val + idx, mask=m, other=0.0)
-        xv = tl.load(x + c, mask=m, other=0.0)
-        if MODE == CHEB_FIRST:
-            xv = xv * tl.load(xs + c, mask=m, other=0.0)
-        acc += tl.sum(v * xv, axis=1)
+    acc = csr_row_products(crow, col, val, x, xs, rows, rmask, MODE == CHEB_FIRST, BS, KP)
     if MODE == SPMV:
         tl.store(out0 + rows, acc, mask=rmask)
     elif MODE == RESID:

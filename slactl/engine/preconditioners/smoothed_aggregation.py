@@ -33,11 +33,13 @@ import os
 import time
 from typing import Any
 
+import scipy.linalg
 import torch
 
 from slactl.engine.cuda_graphs import capture, capture_stream
 from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
+from slactl.engine.pattern import index_dtype_for
 from slactl.engine.preconditioners._aggregation import (
     aggregate,
     device_generator,
@@ -46,6 +48,8 @@ from slactl.engine.preconditioners._aggregation import (
     strength_graph,
     tentative_prolongator,
 )
+from slactl.engine.preconditioners._lanczos import lanczos_tridiagonal
+from slactl.engine.preconditioners._prolongator import smoothed_prolongator, smoothing_matrix
 from slactl.engine.preconditioners.amg import AMG, Level, _lambda_max, cycle_options
 from slactl.errors import DtypeError, ShapeError, StructureError, UsageError
 
@@ -204,9 +208,14 @@ class SmoothedAggregation(AMG):
         if n % self.block_size:
             raise ShapeError(f"block_size {self.block_size} does not divide the {n} rows")
         self._graphs = {}  # graphs captured on a previous hierarchy must never replay
-        self.symmetric = self.symmetry in ("symmetric", "hermitian") if self.symmetry else _symmetric(A)
-        # The strength graph may skip symmetrization only for a structurally symmetric pattern.
-        symmetric_pattern = self.symmetric and _symmetric_pattern(A)
+        # The strength graph may skip symmetrization only for a structurally symmetric pattern
+        # (both tests in one host synchronization).
+        if self.symmetry:
+            self.symmetric = self.symmetry in ("symmetric", "hermitian")
+            symmetric_pattern = self.symmetric and bool(_symmetric_pattern_flag(A))
+        else:
+            self.symmetric, symmetric_pattern = torch.stack([_symmetric_flag(A), _symmetric_pattern_flag(A)]).tolist()
+            symmetric_pattern = self.symmetric and symmetric_pattern
         B = self._nullspace(A)
         max_coarse = self.max_coarse or default_max_coarse(A.shape[0], A.device)
         dense_entries = self._dense_galerkin_entries
@@ -228,8 +237,9 @@ class SmoothedAggregation(AMG):
             rows = Al.shape[0]
             last = (depth == self.max_levels - 1 or rows <= max_coarse
                     or (self.max_coarse is None and rows <= _DENSE_STOP_ROWS and Al.nnz >= _DENSE_STOP_FILL * rows * rows))
-            inv_diag = _inverse_diagonal(Al)
-            lam = 0.0 if last else _spectral_radius(Al, inv_diag, self.symmetric)
+            # (a coarse level's empty rows get a unit diagonal: see _unit_diagonal_where_empty)
+            Al, inv_diag, positive = _diagonal_facts(Al, repair=depth > 0)
+            lam = 0.0 if last else _spectral_radius(Al, inv_diag, self.symmetric, positive=positive)
             watch.lap("spectral radius")
             if last:
                 levels.append(Level(Al, None, None, inv_diag, lam))
@@ -255,13 +265,13 @@ class SmoothedAggregation(AMG):
                 # The COO rows (strength, symmetry test, diagonal) are not needed any more: 4 bytes
                 # per entry freed before the SpGEMMs, where the set-up peaks.
                 Al.pattern._row = None
-            P = _smooth_prolongator(Al, T, inv_diag, lam)
+            P = _smooth_prolongator(Al, T, inv_diag, lam, one_per_row=tentatives[depth].coarse_nullspace.shape[1] == 1)
             watch.lap("smoothed P")
             R = _transpose(P)  # Galerkin restriction R = P^T, also for nonsymmetric A (module docstring)
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
             # Galerkin: sparse in row chunks of R, or sparse x dense once the coarse space is small
-            Al = _unit_diagonal_where_empty(galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric))
+            Al = galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric)
             watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
             snapshot = None if self.near_nullspace is None else torch.as_tensor(self.near_nullspace).clone()
@@ -392,18 +402,26 @@ def _unit_diagonal_where_empty(A: SparseMatrix) -> SparseMatrix:
 
 
 def _symmetric_pattern(A: SparseMatrix) -> bool:
-    """Structural symmetry, tested as ``sum h(i) g(j) == sum h(j) g(i)`` over the stored ``(i, j)``
+    return bool(_symmetric_pattern_flag(A))
+
+
+def _symmetric_pattern_flag(A: SparseMatrix) -> torch.Tensor:
+    """Structural symmetry (a device flag), tested as ``sum h(i) g(j) == sum h(j) g(i)`` over the stored ``(i, j)``
     for random ``h, g``: an entry without its mirror changes the difference by O(1) against rounding
     of O(eps nnz), so even one is seen."""
     gen = device_generator(A.device, 2)
     h, g = torch.rand((2, A.shape[0]), generator=gen, device=A.device, dtype=torch.float64)
     row, col = A.row, A.col
     forward, backward = (h[row] * g[col]).sum(), (h[col] * g[row]).sum()
-    return bool((forward - backward).abs() <= 1e-9 * forward.abs().clamp_min(1.0))
+    return (forward - backward).abs() <= 1e-9 * forward.abs().clamp_min(1.0)
 
 
 def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
-    """``A == A^T`` up to ``tol``, tested as ``y^T (A x) == x^T (A y)`` for random ``x, y``.
+    return bool(_symmetric_flag(A, tol))
+
+
+def _symmetric_flag(A: SparseMatrix, tol: float = 1e-10) -> torch.Tensor:
+    """``A == A^T`` up to ``tol`` (a device flag), tested as ``y^T (A x) == x^T (A y)`` for random ``x, y``.
 
     Two SpMVs instead of forming the transpose (a sort of all entries: the most expensive step of
     the set-up at 16M unknowns, and its memory peak). The test is relative to ``||A x|| ||y||``, so
@@ -412,18 +430,34 @@ def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
     Cholesky coarse solve depend on it). The strength graph checks the pattern separately.
     """
     if A.shape[0] != A.shape[1]:
-        return False
+        return torch.zeros((), dtype=torch.bool, device=A.device)
     x, y = torch.rand((2, A.shape[0]), generator=device_generator(A.device, 1), device=A.device, dtype=A.dtype) - 0.5
     op = MatrixOperator(A)
     ax, ay = op.matvec(x), op.matvec(y)
     tol = max(tol, 16 * torch.finfo(A.dtype).eps * A.shape[0] ** 0.5)  # the dots' own rounding (float32)
     scale = torch.linalg.vector_norm(ax) * torch.linalg.vector_norm(y) + torch.linalg.vector_norm(ay) * torch.linalg.vector_norm(x)
-    return bool((torch.dot(y, ax) - torch.dot(x, ay)).abs() <= tol * scale)
+    return (torch.dot(y, ax) - torch.dot(x, ay)).abs() <= tol * scale
 
 
 def _transpose(P: SparseMatrix) -> SparseMatrix:
     """``P^T`` as its own CSR matrix, keeping nothing else: the transpose permutations and COO row
-    indices that ``SparseMatrix.T`` caches for autograd would double the hierarchy's memory."""
+    indices that ``SparseMatrix.T`` caches for autograd would double the hierarchy's memory. On
+    CUDA a stable sort of the column indices alone (the rows are in order already) and a scatter
+    count, without the host synchronizations of ``Pattern.transpose``."""
+    if P.device.type == "cuda":
+        m, n = P.shape
+        col = P.pattern.col
+        order = torch.sort(col, stable=True).indices
+        counts = torch.zeros(n, dtype=torch.int64, device=P.device).index_add_(
+            0, col, torch.ones(1, dtype=torch.int64, device=P.device).expand(col.numel()))
+        crow = torch.zeros(n + 1, dtype=torch.int64, device=P.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        rows = torch.repeat_interleave(torch.arange(m, device=P.device, dtype=col.dtype),
+                                       P.pattern.crow[1:] - P.pattern.crow[:-1], output_size=col.numel())
+        idx = index_dtype_for(n + 1, m, col.numel())
+        R = SparseMatrix.from_csr(crow.to(idx), rows[order].to(idx), P.values[order], (n, m), check=False)
+        P.pattern._row = None
+        return R
     pattern_t, perm = P.pattern.transpose()
     R = SparseMatrix.from_csr(pattern_t.crow, pattern_t.col, P.values[perm.to(torch.int64)], (P.shape[1], P.shape[0]), check=False)
     P.pattern._cache.clear()
@@ -432,62 +466,52 @@ def _transpose(P: SparseMatrix) -> SparseMatrix:
 
 
 def _inverse_diagonal(A: SparseMatrix) -> torch.Tensor:
-    d = A.diagonal()
-    zero = d == 0
-    if bool(zero.any()):
-        i = int(torch.nonzero(zero)[0])
+    return _diagonal_facts(A)[1]
+
+
+def _diagonal_facts(A: SparseMatrix, repair: bool = False) -> tuple[SparseMatrix, torch.Tensor, bool]:
+    """``(A, 1 / diag(A), diag(A) > 0)`` in one host synchronization. A zero on the diagonal is
+    an error, unless ``repair`` (a coarse level): then ``A`` gets a unit diagonal there first
+    (:func:`_unit_diagonal_where_empty`)."""
+    row, col, values = A.row, A.col, A.values.detach()
+    # one addend per row is the diagonal, the others are zeros: exact in any order, and no
+    # boolean-mask gather (diagonal_positions), which waits for the device
+    d = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device).index_add_(0, row, torch.where(row == col, values, 0))
+    zero, positive = torch.stack([(d == 0).any(), (d > 0).all()]).tolist()
+    if zero and repair:
+        return _diagonal_facts(_unit_diagonal_where_empty(A))
+    if zero:
+        i = int(torch.nonzero(d == 0)[0])
         raise StructureError(f"sa-amg needs a nonzero diagonal; a level matrix has a zero at row {i}")
-    return 1.0 / d
+    return A, 1.0 / d, positive
 
 
-def _smooth_prolongator(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, lam: float) -> SparseMatrix:
-    """``P = (I - omega D^{-1} A) T``, ``omega = 4 / (3 lambda_max)``, as one SpGEMM ``S @ T``."""
-    return sparse_product(_smoothing_matrix(A, inv_diag, lam), T)
+def _smooth_prolongator(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, lam: float,
+                        one_per_row: bool = False) -> SparseMatrix:
+    """``P = (I - omega D^{-1} A) T``, ``omega = 4 / (3 lambda_max)`` (:mod:`._prolongator`)."""
+    return smoothed_prolongator(A, T, inv_diag, 4.0 / (3.0 * lam), one_per_row=one_per_row)
 
 
 def _smoothing_matrix(A: SparseMatrix, inv_diag: torch.Tensor, lam: float) -> SparseMatrix:
-    """``S = I - omega D^{-1} A`` on ``A``'s pattern (the diagonal is stored, checked by the
-    caller; for a rectangular local block, the entries with row == column)."""
-    omega = 4.0 / (3.0 * lam)
-    # D^{-1} per entry, straight from the row offsets (no COO row indices needed)
-    counts = A.pattern.crow[1:] - A.pattern.crow[:-1]
-    S_values = torch.repeat_interleave(inv_diag, counts, output_size=A.nnz)
-    S_values.mul_(A.values.detach()).mul_(-omega)
-    rows, pos = A.pattern.diagonal_positions()
-    S_values.index_add_(0, pos.to(A.device), torch.ones_like(pos, dtype=A.dtype, device=A.device))
-    return SparseMatrix.from_pattern(A.pattern, S_values)
+    """``S = I - omega D^{-1} A``, ``omega = 4 / (3 lambda_max)`` (:func:`._prolongator.smoothing_matrix`)."""
+    return smoothing_matrix(A, inv_diag, 4.0 / (3.0 * lam))
 
 
-def _spectral_radius(A: SparseMatrix, inv_diag: torch.Tensor, symmetric: bool, steps: int = 10) -> float:
-    """lambda_max of ``D^{-1} A``: for symmetric ``A`` with a positive diagonal, ``steps`` Lanczos
-    steps on ``D^{-1/2} A D^{-1/2}`` kept on the device (one host synchronization at the end; the
-    largest Ritz value approaches lambda_max from below, hence the smoothers' 1.1 factor); else
-    the Arnoldi estimate of :class:`AMG`."""
-    if not (symmetric and bool((inv_diag > 0).all())):
+def _spectral_radius(A: SparseMatrix, inv_diag: torch.Tensor, symmetric: bool, steps: int = 10,
+                     positive: bool | None = None) -> float:
+    """lambda_max of ``D^{-1} A``: for symmetric ``A`` with a positive diagonal (``positive``, when
+    the caller knows it), ``steps`` Lanczos steps on ``D^{-1/2} A D^{-1/2}`` kept on the device
+    (:func:`._lanczos.lanczos_tridiagonal`, fused kernels on CUDA; one host synchronization at the
+    end; the largest Ritz value approaches lambda_max from below, hence the smoothers' 1.1 factor);
+    else the Arnoldi estimate of :class:`AMG`."""
+    if positive is None:
+        positive = bool((inv_diag > 0).all())
+    if not (symmetric and positive):
         return _lambda_max(A, inv_diag, symmetric)
-    op = MatrixOperator(A)
-    n = A.shape[0]
-    m = min(steps, n)
-    s = inv_diag.sqrt()
-    v = torch.rand(n, generator=device_generator(A.device, 0), device=A.device, dtype=A.dtype)
-    v = v / torch.linalg.vector_norm(v)
-    v_prev = torch.zeros_like(v)
-    alphas, betas = [], []
-    beta = torch.zeros((), dtype=A.dtype, device=A.device)
-    tiny = torch.finfo(A.dtype).tiny
-    for _ in range(m):
-        w = s * op.matvec(s * v) - beta * v_prev
-        alpha = torch.dot(w, v)
-        w = w - alpha * v
-        beta = torch.linalg.vector_norm(w)
-        alphas.append(alpha)
-        betas.append(beta)
-        v_prev, v = v, w / beta.clamp_min(tiny)
-    Tm = torch.diag(torch.stack(alphas))
-    off = torch.stack(betas[: m - 1]) if m > 1 else None
-    if off is not None:
-        Tm = Tm + torch.diag(off, 1) + torch.diag(off, -1)
-    return float(torch.linalg.eigvalsh(Tm.double().cpu()).max())
+    m = min(steps, A.shape[0])
+    alphas, betas = lanczos_tridiagonal(A, inv_diag.sqrt(), m)
+    host = torch.cat([alphas, betas]).double().cpu().numpy()
+    return float(scipy.linalg.eigvalsh_tridiagonal(host[:m], host[m:], select="i", select_range=(m - 1, m - 1))[0])
 
 
 __all__ = ["SmoothedAggregation"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
@@ -237,19 +238,23 @@ def test_bad_requests_raise_clear_errors():
             slactl.solve(A, b, backend="cudss")
 
 
-def test_named_krylov_method_skips_the_structure_analysis():
+def test_named_krylov_method_skips_the_structure_analysis(monkeypatch):
     """A Krylov method with a named preconditioner does not run the structure analysis, whose
     transposed pattern, COO rows and diagonal positions were the peak of a plain CG solve
     (issue 7); auto-dispatch still runs it."""
+    from slactl.engine.linear import api
+
+    calls, real = [], api.analyze
+    monkeypatch.setattr(api, "analyze", lambda A, *a, **k: calls.append(1) or real(A, *a, **k))
     P = poisson2d(12)
     b = torch.ones(P.shape[0], dtype=torch.float64)
     A = slactl.SparseMatrix.from_scipy(P)
     res = slactl.solve(A, b, method="cg", preconditioner="none", rtol=1e-10, return_result=True)
-    assert res.converged
+    assert res.converged and not calls
     assert A.pattern._row is None and "transpose" not in A.pattern._cache and "diagonal" not in A.pattern._cache
     B = slactl.SparseMatrix.from_scipy(P)
     ref = slactl.solve(B, b, method="cg", preconditioner="auto", rtol=1e-10)  # reads the structure
-    assert "transpose" in B.pattern._cache
+    assert calls == [1]
     assert torch.equal(slactl.solve(slactl.SparseMatrix.from_scipy(P), b, method="cg", preconditioner="jacobi",
                                     rtol=1e-10),
                        slactl.solve(slactl.SparseMatrix.from_scipy(P), b, method="cg", backend="torch",
@@ -259,3 +264,21 @@ def test_named_krylov_method_skips_the_structure_analysis():
     res_sa = slactl.solve(C, b, method="cg", preconditioner="sa-amg", rtol=1e-10, return_result=True)
     assert res_sa.converged and "transpose" not in C.pattern._cache
     assert torch.allclose(res_sa.x, res.x, rtol=1e-8, atol=0)
+
+
+def test_structure_analysis_of_a_symmetric_matrix_leaves_no_caches_behind():
+    """The symmetry test's transposed pattern, permutations, diagonal positions and COO rows
+    (O(nnz) memory) are dropped for a symmetric matrix, whose transpose is itself; a nonsymmetric
+    one keeps its transpose (the adjoint solve reads it). The answers are unchanged."""
+    from slactl.engine.linear.structure import analyze
+
+    S = poisson2d(12)
+    A = slactl.SparseMatrix.from_scipy(S)
+    structure = analyze(A)
+    assert structure.symmetric and structure.spd_evidence == "proven"
+    assert "transpose" not in A.pattern._cache and "diagonal" not in A.pattern._cache and A.pattern._row is None
+    N = slactl.SparseMatrix.from_scipy(S + sp.triu(S, 1) * 0.5)
+    assert not analyze(N).symmetric and "transpose" in N.pattern._cache
+    B = slactl.SparseMatrix.from_scipy(S)
+    B.pattern.transpose()  # cached before: kept
+    assert analyze(B).symmetric and "transpose" in B.pattern._cache

@@ -32,7 +32,7 @@ def test_mis2_aggregation_roots_are_independent_and_cover_every_connected_node(s
     A = slactl.SparseMatrix.from_scipy(S)
     G = strength_graph(A, 0.0, 1, symmetric=True)
     ids, count, roots = aggregate(G, seed)
-    ids, roots = ids.numpy(), roots.numpy()
+    ids, roots = ids.numpy(), np.flatnonzero(roots.numpy())
     off = abs(S).tocsr()
     off.setdiag(0)
     off.eliminate_zeros()
@@ -265,10 +265,10 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
 
     real = _aggregation._product_rows
 
-    def refuse(A, right, r0, r1, bounds=None):
+    def refuse(A, right, r0, r1, bounds=None, unsorted=None):
         if r1 - r0 > fail_above:
             raise RuntimeError("CUDA error: insufficient resources when calling `cusparseSpGEMM_compute(...)`")
-        return real(A, right, r0, r1, bounds)
+        return real(A, right, r0, r1, bounds, unsorted)
 
     monkeypatch.setattr(_aggregation, "_product_rows", refuse)
     monkeypatch.setattr(_aggregation, "_EXPAND_PRODUCTS", 300)
@@ -284,10 +284,72 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
         np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the sortedness check is deferred there)")
+def test_an_unsorted_cusparse_product_is_recomputed_sorted(monkeypatch):
+    """On CUDA the products' sortedness is checked once at the end; a product reported unsorted
+    makes the whole product recompute with each piece sorted, and it still equals SciPy's."""
+    from slactl.engine.preconditioners import _aggregation
+
+    real, calls = _aggregation._unsorted, []
+
+    def first_unsorted(crow, col):
+        calls.append(1)
+        flag = real(crow, col)
+        return flag | True if len(calls) == 1 else flag
+
+    monkeypatch.setattr(_aggregation, "_unsorted", first_unsorted)
+    S = poisson2d(40)
+    A = slactl.SparseMatrix.from_scipy(S, device="cuda")
+    got = _aggregation.sparse_product(A, A, max_products=3000).to_scipy()
+    ref = (S @ S).tocsr()
+    ref.sort_indices()
+    assert len(calls) > 1  # checked at the end, then again product by product
+    assert (got.indptr == ref.indptr).all() and (got.indices == ref.indices).all()
+    np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
+
+
+def test_tentative_of_one_vector_normalizes_it_per_aggregate():
+    """The one-vector path against a loop over aggregates (numpy) and against the general sweep's
+    first column (k = 2): unaggregated rows are empty, a zero aggregate gives zero entries."""
+    from slactl.engine.preconditioners._aggregation import tentative_prolongator
+
+    rng = np.random.default_rng(3)
+    ids = torch.from_numpy(rng.integers(-1, 7, 60))
+    b = torch.from_numpy(rng.standard_normal(60))
+    b[ids == 2] = 0.0  # a zero-norm aggregate
+    one = tentative_prolongator(ids, 7, b[:, None])
+    T = one.T.to_scipy().toarray()
+    for a in range(7):
+        members = (ids == a).numpy()
+        norm = np.linalg.norm(b.numpy()[members])
+        np.testing.assert_allclose(one.coarse_nullspace[a, 0], norm, rtol=1e-14)
+        want = b.numpy()[members] / norm if norm > 0 else 0.0
+        np.testing.assert_allclose(T[members, a], want, rtol=1e-14)
+    assert one.T.nnz == int((ids >= 0).sum()) and (T[(ids < 0).numpy()] == 0).all()
+    two = tentative_prolongator(ids, 7, torch.stack([b, torch.from_numpy(rng.standard_normal(60))], 1))
+    np.testing.assert_allclose(two.T.to_scipy().toarray()[:, 0::2], T, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the sort-based transpose)")
+def test_transpose_on_cuda_equals_scipy():
+    from slactl.engine.preconditioners.smoothed_aggregation import _transpose
+
+    M = SmoothedAggregation(slactl.SparseMatrix.from_scipy(poisson2d(60), device="cuda"), max_coarse=50)
+    for lv in M.levels[:-1]:
+        R = _transpose(lv.P)
+        want = lv.P.to_scipy().T.tocsr()
+        want.sort_indices()
+        got = R.to_scipy()
+        assert (got.indptr == want.indptr).all() and (got.indices == want.indices).all()
+        assert (got.data == want.data).all()
+
+
 def test_other_product_errors_are_not_swallowed(monkeypatch):
     from slactl.engine.preconditioners import _aggregation
 
-    def broken(A, right, r0, r1, bounds=None):
+    def broken(A, right, r0, r1, bounds=None, unsorted=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(_aggregation, "_product_rows", broken)

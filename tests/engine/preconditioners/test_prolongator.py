@@ -1,0 +1,157 @@
+"""The smoothed prolongator ``P = (I - omega D^{-1} A) T`` (:mod:`slactl.engine.preconditioners._prolongator`).
+
+Reference: SciPy's ``(I - omega D^{-1} A) @ T`` for the values, and the product of the patterns
+(``|S| @ |T|`` of all-positive matrices, no cancellation) for the structure, which keeps entries
+whose values sum to zero, as the SpGEMM does.
+
+* the row-compression kernels under Triton's CPU interpreter (``interp_`` tests, run by
+  ``test_kernel_under_the_triton_interpreter``): Poisson with a real aggregation, random rows of
+  1 to 64 entries with unaggregated columns, float32, rows too long for the kernels (SpGEMM);
+* their compilation for sm_90 (no GPU needed); on CUDA (``-m gpu``) against cuSPARSE's product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import slactl
+from problems import poisson2d
+from triton_interpreter import run_interpreted_tests
+from slactl.engine.krylov import fused_cg
+from slactl.engine.preconditioners import _prolongator
+from slactl.engine.preconditioners._aggregation import aggregate, sparse_product, strength_graph, tentative_prolongator
+from slactl.engine.preconditioners._prolongator import smoothed_prolongator, smoothing_matrix
+
+INTERPRETING = fused_cg.interpreting()
+needs_interpreter = pytest.mark.skipif(
+    not INTERPRETING, reason="runs in the TRITON_INTERPRET=1 process of test_kernel_under_the_triton_interpreter")
+
+
+def _poisson_case(N: int = 24):
+    A = slactl.SparseMatrix.from_scipy(poisson2d(N))
+    ids, count, _ = aggregate(strength_graph(A, 0.08, 1, symmetric=True), 0)
+    T = tentative_prolongator(ids, count, torch.ones((A.shape[0], 1), dtype=torch.float64)).T
+    return A, T
+
+
+def _random_case(n: int, nc: int, seed: int, longest: int = 64):
+    """Rows of 1..longest entries (diagonal stored), about a tenth of the columns unaggregated."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, longest, n)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = rng.integers(0, n, rows.size)
+    M = sp.csr_matrix((rng.standard_normal(rows.size), (rows, cols)), shape=(n, n))
+    M.sum_duplicates()
+    M = (M + sp.diags(rng.uniform(1.0, 2.0, n))).tocsr()  # (a diagonal, so at most longest entries: re-cut)
+    agg = rng.integers(0, nc, n)
+    agg[rng.random(n) < 0.1] = -1
+    live = np.flatnonzero(agg >= 0)
+    T = sp.csr_matrix((rng.uniform(0.5, 1.5, live.size), (live, agg[live])), shape=(n, nc))
+    return slactl.SparseMatrix.from_scipy(M), slactl.SparseMatrix.from_scipy(T)
+
+
+def _check(A, T, omega=0.7, interpret=True, dtype=torch.float64, device="cpu"):
+    A = slactl.SparseMatrix.from_scipy(A.to_scipy(), dtype=dtype, device=device)
+    T = slactl.SparseMatrix.from_scipy(T.to_scipy(), dtype=dtype, device=device)
+    inv_diag = 1.0 / A.diagonal()
+    P = smoothed_prolongator(A, T, inv_diag, omega, one_per_row=True, interpret=interpret)
+    As, Ts = A.to_scipy().astype(np.float64), T.to_scipy().astype(np.float64)
+    S = sp.eye(As.shape[0]) - omega * sp.diags(1.0 / As.diagonal()) @ As
+    want = (S @ Ts).toarray()
+    structure = ((abs(S) + sp.eye(As.shape[0])) @ abs(Ts)).tocsr()  # every structural product, no cancellation
+    structure.sort_indices()
+    Ps = P.to_scipy()
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(Ps.toarray(), want, **tol)
+    assert Ps.nnz == structure.nnz and (abs(Ps) != 0).sum() <= structure.nnz
+    assert np.array_equal(Ps.indptr, structure.indptr) and np.array_equal(Ps.indices, structure.indices)
+    return P
+
+
+def test_spgemm_path_equals_scipy():
+    A, T = _poisson_case()
+    _check(A, T, interpret=False)
+
+
+@pytest.mark.skipif(not fused_cg.triton_available(), reason="needs triton (the interpreter runs the kernel)")
+@pytest.mark.skipif(INTERPRETING, reason="already in the interpreter process")
+def test_kernel_under_the_triton_interpreter():
+    """Run this file's ``interp_`` tests in a process with TRITON_INTERPRET=1."""
+    run_interpreted_tests(__file__)
+
+
+@needs_interpreter
+def test_interp_poisson_with_a_real_aggregation():
+    A, T = _poisson_case()
+    assert _prolongator._use_kernel(torch.zeros(1), True)
+    _check(A, T)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("longest", [6, 30, 64])  # tile widths 8, 32, 64
+def test_interp_random_rows_and_unaggregated_columns(longest):
+    A, T = _random_case(300, 40, longest, longest=longest)
+    _check(A, T)
+
+
+@needs_interpreter
+def test_interp_float32():
+    A, T = _random_case(200, 30, 5, longest=12)
+    _check(A, T, dtype=torch.float32)
+
+
+@needs_interpreter
+def test_interp_rows_too_long_take_the_spgemm(monkeypatch):
+    A, T = _random_case(200, 30, 6, longest=40)
+    calls = []
+    monkeypatch.setattr(_prolongator, "_LONGEST_ROW", 16)
+    real = _prolongator.sparse_product
+    monkeypatch.setattr(_prolongator, "sparse_product", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _check(A, T)
+    assert calls == [1]
+
+
+_SIGNATURES = {
+    "_count": {"crow": "*i32", "col": "*i32", "tcrow": "*i32", "tcol": "*i32", "counts": "*i64", "n": "i32"},
+    "_write": {"crow": "*i32", "col": "*i32", "val": "*fp64", "dinv": "*fp64", "coef": "*fp64", "tcrow": "*i32",
+               "tcol": "*i32", "tval": "*fp64", "out_crow": "*i64", "out_col": "*i32", "out_val": "*fp64", "n": "i32"},
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(_SIGNATURES))
+@pytest.mark.parametrize("width", [8, 64])
+def test_kernel_compiles_for_sm90_without_a_gpu(kernel, width):
+    """Triton's whole pipeline (MLIR, LLVM, PTX, ptxas) for an H100/H200, no device needed."""
+    try:
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError as exc:
+        pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
+    from slactl.engine.preconditioners import _prolongator_kernels as K
+
+    const = dict(BS=max(1, 2048 // width**2), W=width)
+    sig = dict(_SIGNATURES[kernel], BS="constexpr", W="constexpr")
+    try:
+        src = ASTSource(getattr(K, kernel), sig, const)
+    except TypeError as exc:
+        pytest.skip(f"this triton's ASTSource takes other arguments: {exc}")
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert "st.global" in compiled.asm["ptx"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or not fused_cg.triton_available(), reason="needs CUDA and triton")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernels_on_cuda_equal_scipy_and_cusparse(dtype):
+    assert _prolongator._use_kernel(torch.zeros(1, device="cuda"), False)
+    for A, T in (_poisson_case(200), _random_case(20_000, 2000, 7)):
+        P = _check(A, T, interpret=False, dtype=dtype, device="cuda")
+        Ac = slactl.SparseMatrix.from_scipy(A.to_scipy(), dtype=dtype, device="cuda")
+        Tc = slactl.SparseMatrix.from_scipy(T.to_scipy(), dtype=dtype, device="cuda")
+        ref = sparse_product(smoothing_matrix(Ac, 1.0 / Ac.diagonal(), 0.7), Tc)
+        assert torch.equal(P.pattern.crow.cpu().long(), ref.pattern.crow.cpu().long())
+        assert torch.equal(P.pattern.col.cpu().long(), ref.pattern.col.cpu().long())
