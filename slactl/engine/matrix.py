@@ -323,6 +323,11 @@ class SparseMatrix:
         if self.shape[0] != self.shape[1]:
             return False
         with torch.no_grad():
+            if "transpose" not in self.pattern._cache:
+                mirrored = self._max_mirror_difference()
+                if mirrored is not None:  # structurally symmetric
+                    d, scale = mirrored
+                    return bool(d <= tol * scale)
             pattern_t, perm = self.pattern.transpose()
             if pattern_t.same_as(self.pattern):
                 # Structurally symmetric (the common case): compare values in place, no union.
@@ -333,6 +338,36 @@ class SparseMatrix:
                 return True
             scale = self.values.abs().amax() if self.nnz else d.new_zeros(())
             return bool(d.amax() <= tol * scale)
+
+    def _max_mirror_difference(self, chunk: int = 1 << 20) -> tuple[float, float] | None:
+        """``(max |a_ij - a_ji|, max |a_ij|)`` over a structurally symmetric pattern, else None.
+
+        Each entry's mirror is found by binary search in the row-major keys ``i n + j`` (sorted:
+        CSR rows in order, columns sorted), in chunks of entries, and nothing is cached: O(nnz)
+        int64 keys and O(chunk) temporaries instead of the transposed pattern's sort and
+        permutations (~100 bytes per unknown on a 5-point stencil, the peak of an auto-dispatched
+        AMG solve at 1M DOF; issue 7). One host synchronization.
+        """
+        n, nnz = self.shape[0], self.nnz
+        if nnz == 0:
+            return 0.0, 0.0
+        p = self.pattern
+        rows = torch.repeat_interleave(torch.arange(n, device=p.crow.device), (p.crow[1:] - p.crow[:-1]).to(torch.int64),
+                                       output_size=nnz)
+        keys = rows.mul_(n).add_(p.col)
+        del rows
+        found = torch.ones((), dtype=torch.bool, device=keys.device)
+        d = self.values.new_zeros(()).real
+        for s0 in range(0, nnz, chunk):
+            k = keys[s0 : s0 + chunk]
+            mirror = (k % n) * n + torch.div(k, n, rounding_mode="floor")
+            pos = torch.searchsorted(keys, mirror).clamp_(max=nnz - 1)
+            found &= (keys[pos] == mirror).all()
+            d = torch.maximum(d, (self.values[..., s0 : s0 + chunk] - self.values[..., pos]).abs().amax())
+            del k, mirror, pos
+        scale = self.values.abs().amax()
+        ok, d_host, scale_host = torch.stack([found.to(d.dtype), d, scale.to(d.dtype)]).tolist()
+        return (d_host, scale_host) if ok else None
 
     # ----------------------------------------------------------------------- operations
     @property

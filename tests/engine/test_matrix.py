@@ -371,3 +371,27 @@ def test_is_symmetric_tolerance_and_batches():
     zeros_stored = SparseMatrix([1.0, 0.0, 1.0], [0, 0, 1], [0, 1, 1], (2, 2))  # explicit zero at (0, 1)
     assert zeros_stored.is_symmetric()
     assert SparseMatrix([], [], [], (3, 3)).is_symmetric()
+
+
+@pytest.mark.parametrize("case", ["symmetric", "values", "pattern", "batched", "tolerance"])
+def test_is_symmetric_by_mirror_search_matches_scipy(case):
+    """``is_symmetric`` finds each entry's mirror by binary search (no transposed pattern cached):
+    the answer is SciPy's ``max|A - A^T| <= tol max|A|``, also across small chunks."""
+    rng = np.random.default_rng(1)
+    B = sp.random(80, 80, density=0.05, random_state=1, format="csr")
+    S = (B + B.T + sp.eye(80)).tocsr()
+    if case == "values":
+        S = S.tolil(); S[3, 7], S[7, 3] = 1.0, 1.5; S = S.tocsr()
+    if case == "pattern":
+        S = (S + sp.csr_matrix(([1e-3], ([2], [50])), shape=(80, 80))).tocsr()
+    if case == "tolerance":
+        S = S.tolil(); S[3, 7], S[7, 3] = 1.0, 1.0 + 1e-13; S = S.tocsr()
+    A = SparseMatrix.from_scipy(S)
+    want = abs(S - S.T).max() <= 1e-12 * abs(S).max()
+    if case == "batched":
+        values = torch.stack([A.values, A.values * rng.uniform(0.5, 2.0)])
+        A = SparseMatrix.from_pattern(A.pattern, values)
+    assert A._max_mirror_difference(chunk=7) == A._max_mirror_difference()  # chunks agree
+    assert (A._max_mirror_difference() is None) == (case == "pattern")
+    assert "transpose" not in A.pattern._cache
+    assert A.is_symmetric(1e-12) == want
