@@ -2,6 +2,7 @@
 makes (torch.cuda.set_sync_debug_mode), and the first solve / re-solve with and without CUDA graphs.
 
     python3 benchmarks/sa_amg_stage_probe.py GRID DIM   (2D Poisson 1M: 1000 2; 3D 16M: 256 3)
+    python3 benchmarks/sa_amg_stage_probe.py PROBLEM SIZE   (a gallery problem: anisotropic2d 2000)
 """
 import importlib.util, json, os, sys, time, warnings
 import torch
@@ -10,11 +11,12 @@ import slactl
 from slactl.engine.preconditioners import smoothed_aggregation as sa
 from slactl.engine.krylov import cg
 
-grid, dim = int(sys.argv[1]), int(sys.argv[2])
+scalar_problem = sys.argv[1].isdigit()
+grid, dim = (int(sys.argv[1]), int(sys.argv[2])) if scalar_problem else (0, 0)
 spec = importlib.util.spec_from_file_location("bag", "benchmarks/bench_amg_gpu.py")
 bag = importlib.util.module_from_spec(spec); spec.loader.exec_module(bag)
 dev = torch.device("cuda")
-S = bag.poisson(grid, dim)
+S = bag.poisson(grid, dim) if scalar_problem else bag.problem(sys.argv[1], int(sys.argv[2]))[0]
 A = bag.fresh(S, dev)
 b = A @ torch.ones(A.shape[0], dtype=A.dtype, device=dev)
 for _ in range(2):
@@ -70,3 +72,7 @@ for w in wall:
     c[str(w.message)[:80]] += 1
 print("syncs outside wrappers:", sum(c.values()))
 print("top sync sites", sites.most_common(25))
+by_stage = Counter()
+for r in records:
+    by_stage[r["stage"]] += r["ms"]
+print("ms per stage, summed over levels:", {k: round(v, 2) for k, v in by_stage.most_common()})

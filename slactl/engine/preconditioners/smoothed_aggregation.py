@@ -7,7 +7,9 @@ seconds at 1M unknowns), every set-up step here is a torch operation on the devi
 2. the tentative prolongator ``T`` from the near-nullspace ``B`` (constant by default; the
    rigid-body modes for elasticity), one QR per aggregate, batched;
 3. Jacobi-smoothed prolongation ``P = (I - omega D^{-1} A) T`` with
-   ``omega = 4 / (3 lambda_max(D^{-1} A))`` (lambda_max from 10 Lanczos steps on the device);
+   ``omega = 4 / (3 lambda_max(D^{-1} A))`` (lambda_max from 10 Lanczos steps on the device, two
+   fused Triton kernels per step on CUDA: :mod:`._lanczos`); ``P`` by SpGEMM, or on CUDA, for one
+   near-nullspace vector, by two row-compression kernels (:mod:`._prolongator`);
 4. the Galerkin coarse matrix ``A_c = P^T A P`` (cuSPARSE SpGEMM, in row chunks of ``P^T``);
 repeated until at most ``max_coarse`` unknowns remain (or ``max_levels`` is reached, or aggregation
 stops reducing the size), the coarsest solved by a dense Cholesky (LU if that fails).
