@@ -39,19 +39,17 @@ import scipy.linalg
 import torch
 
 from slactl.engine.cuda_graphs import capture, capture_stream
-from slactl.engine.krylov.operator import MatrixOperator
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.pattern import index_dtype_for
 from slactl.engine.preconditioners._aggregation import (
     aggregate,
-    device_generator,
     galerkin_product,
-    sparse_product,
     strength_graph,
     tentative_prolongator,
 )
 from slactl.engine.preconditioners._lanczos import lanczos_tridiagonal
 from slactl.engine.preconditioners._prolongator import smoothed_prolongator, smoothing_matrix
+from slactl.engine.preconditioners._symmetry import symmetry
 from slactl.engine.preconditioners.amg import AMG, Level, _lambda_max, cycle_options
 from slactl.errors import DtypeError, ShapeError, StructureError, UsageError
 
@@ -212,12 +210,9 @@ class SmoothedAggregation(AMG):
         self._graphs = {}  # graphs captured on a previous hierarchy must never replay
         # The strength graph may skip symmetrization only for a structurally symmetric pattern
         # (both tests in one host synchronization).
-        if self.symmetry:
-            self.symmetric = self.symmetry in ("symmetric", "hermitian")
-            symmetric_pattern = self.symmetric and bool(_symmetric_pattern_flag(A))
-        else:
-            self.symmetric, symmetric_pattern = torch.stack([_symmetric_flag(A), _symmetric_pattern_flag(A)]).tolist()
-            symmetric_pattern = self.symmetric and symmetric_pattern
+        values, pattern = symmetry(A)
+        self.symmetric = self.symmetry in ("symmetric", "hermitian") if self.symmetry else values
+        symmetric_pattern = self.symmetric and pattern
         B = self._nullspace(A)
         max_coarse = self.max_coarse or default_max_coarse(A.shape[0], A.device)
         dense_entries = self._dense_galerkin_entries
@@ -404,41 +399,13 @@ def _unit_diagonal_where_empty(A: SparseMatrix) -> SparseMatrix:
 
 
 def _symmetric_pattern(A: SparseMatrix) -> bool:
-    return bool(_symmetric_pattern_flag(A))
-
-
-def _symmetric_pattern_flag(A: SparseMatrix) -> torch.Tensor:
-    """Structural symmetry (a device flag), tested as ``sum h(i) g(j) == sum h(j) g(i)`` over the stored ``(i, j)``
-    for random ``h, g``: an entry without its mirror changes the difference by O(1) against rounding
-    of O(eps nnz), so even one is seen."""
-    gen = device_generator(A.device, 2)
-    h, g = torch.rand((2, A.shape[0]), generator=gen, device=A.device, dtype=torch.float64)
-    row, col = A.row, A.col
-    forward, backward = (h[row] * g[col]).sum(), (h[col] * g[row]).sum()
-    return (forward - backward).abs() <= 1e-9 * forward.abs().clamp_min(1.0)
+    """Structural symmetry (:func:`._symmetry.symmetry`)."""
+    return symmetry(A)[1]
 
 
 def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
-    return bool(_symmetric_flag(A, tol))
-
-
-def _symmetric_flag(A: SparseMatrix, tol: float = 1e-10) -> torch.Tensor:
-    """``A == A^T`` up to ``tol`` (a device flag), tested as ``y^T (A x) == x^T (A y)`` for random ``x, y``.
-
-    Two SpMVs instead of forming the transpose (a sort of all entries: the most expensive step of
-    the set-up at 16M unknowns, and its memory peak). The test is relative to ``||A x|| ||y||``, so
-    an asymmetry confined to a few entries is diluted by about ``n``: a matrix that is symmetric up
-    to such a perturbation is treated as symmetric (R = P^T either way; only the transpose and the
-    Cholesky coarse solve depend on it). The strength graph checks the pattern separately.
-    """
-    if A.shape[0] != A.shape[1]:
-        return torch.zeros((), dtype=torch.bool, device=A.device)
-    x, y = torch.rand((2, A.shape[0]), generator=device_generator(A.device, 1), device=A.device, dtype=A.dtype) - 0.5
-    op = MatrixOperator(A)
-    ax, ay = op.matvec(x), op.matvec(y)
-    tol = max(tol, 16 * torch.finfo(A.dtype).eps * A.shape[0] ** 0.5)  # the dots' own rounding (float32)
-    scale = torch.linalg.vector_norm(ax) * torch.linalg.vector_norm(y) + torch.linalg.vector_norm(ay) * torch.linalg.vector_norm(x)
-    return (torch.dot(y, ax) - torch.dot(x, ay)).abs() <= tol * scale
+    """``A == A^T`` up to ``tol``, randomized (:func:`._symmetry.symmetry`)."""
+    return symmetry(A, tol)[0]
 
 
 def _transpose(P: SparseMatrix) -> SparseMatrix:
