@@ -27,3 +27,14 @@ def run_interpreted_tests(test_file: str | Path) -> None:
     tail = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, tail
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+
+
+def with_strided_values(A):
+    """``A`` with its values a strided view (a column of a batch, as ``A.with_values(V[:, j])``
+    gives): kernels that read the values with unit stride see the wrong column's 1e6 entries."""
+    import torch
+
+    batch = torch.stack([A.values, torch.full_like(A.values, 1e6)], 1)
+    strided = A.with_values(batch[:, 0])
+    assert not strided.values.is_contiguous()
+    return strided

@@ -43,8 +43,9 @@ def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
         off = A.abs().sum(dim=1) - diag.abs()
         dominant = bool((diag.abs() >= off * (1 - 1e-12)).all()) if diag.numel() else False
     if symmetric:
-        # The tests cache the transposed pattern with its permutations, the diagonal positions and
-        # the COO rows on A's pattern (~100 bytes per unknown on a 5-point stencil). A symmetric
+        # The tests may cache the diagonal positions, the COO rows and, where the symmetry test
+        # falls back to forming the transpose (a pattern not structurally symmetric), the
+        # transposed pattern with its permutations: ~100 bytes per unknown on a 5-point stencil. A symmetric
         # matrix is its own transpose and the solvers rebuild the rest on demand, so they are
         # dropped unless they were there before: an auto-dispatched sa-amg solve of 2D Poisson at
         # 1M DOF peaked at 393 B/DOF with them, 273 without (issue 7, H200).

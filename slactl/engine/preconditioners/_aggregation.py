@@ -86,7 +86,8 @@ _UNDECIDED, _ROOT = 1, 2
 
 
 def _use_kernel(values: torch.Tensor, interpret: bool) -> bool:
-    """The Triton neighbour maximum applies: CUDA with Triton (or its interpreter, for tests)."""
+    """The set-up's Triton kernels apply to tensors like ``values``: on CUDA with Triton, or under
+    Triton's interpreter where ``interpret`` asks for it (tests)."""
     from slactl.engine.krylov.fused_cg import interpreting, triton_available
 
     if not triton_available():
@@ -282,7 +283,7 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
 
     ``engine="scipy"`` (the default on the CPU) multiplies on the host; ``"torch"`` (the default on
     CUDA: cuSPARSE SpGEMM) takes the rows of ``F_1`` in chunks of at most ``max_products`` scalar
-    products of the first multiplication (default ``max(2^22, 4 m)``) and carries each chunk
+    products of the first multiplication (default ``max(2^21, m)``, ``m`` rows) and carries each chunk
     through all the factors. cuSPARSE's work space grows with the products, and a Galerkin product
     ``P^T A P`` computed chunk by chunk never holds the full intermediate ``A P`` or ``P^T A``.
     cuSPARSE's products come with sorted rows; that is checked once for all of them at the end

@@ -62,8 +62,11 @@ def _fused(A: SparseMatrix, s: torch.Tensor, v: torch.Tensor, steps: int) -> tup
     norms = torch.zeros((steps + 1, G), dtype=torch.float64, device=A.device)
     norms[0, 0] = torch.dot(v, v)
     alphas = torch.empty((steps, G), dtype=torch.float64, device=A.device)
-    crow, col, val = A.pattern.crow, A.pattern.col, A.values.detach()
-    u, u_prev, w = v, torch.zeros_like(v), torch.empty_like(v)
+    # the kernels read every array with unit stride (values may be a column of a batch, a view),
+    # and write the Lanczos vectors in place (v among them: the caller's v is left as it was)
+    crow, col, val = (t.contiguous() for t in (A.pattern.crow, A.pattern.col, A.values.detach()))
+    s = s.contiguous()
+    u, u_prev, w = v.clone(memory_format=torch.contiguous_format), torch.zeros_like(v), torch.empty_like(v)
     for step in range(steps):
         # w may be written over u_prev (each row read before it is written, by its own program)
         K._lanczos_apply[(G,)](crow, col, val, s, u, u_prev, u_prev, norms, alphas, n, step, G, blocks,

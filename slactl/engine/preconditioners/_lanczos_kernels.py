@@ -1,5 +1,5 @@
 """Triton kernels of the Lanczos estimate of ``lambda_max(D^{-1} A)`` in the sa-amg set-up
-(:func:`slactl.engine.preconditioners._spectral.fused_lanczos`); imported only when used.
+(:func:`slactl.engine.preconditioners._lanczos.lanczos_tridiagonal`); imported only when used.
 
 The torch Lanczos step is ~15 kernels (scalings, an SpMV, two dot products, axpys, a norm): 10
 steps on each level of a 1M-unknown hierarchy were ~1.5 ms per level on an H200, all launch

@@ -48,14 +48,16 @@ def _compressed(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, omega:
     from slactl.engine.preconditioners import _prolongator_kernels as K
 
     n, nc = T.shape
-    crow, col = A.pattern.crow, A.pattern.col
+    # the kernels read every array with unit stride (values may be a column of a batch, a view)
+    crow, col, val = (t.contiguous() for t in (A.pattern.crow, A.pattern.col, A.values.detach()))
+    inv_diag = inv_diag.contiguous()
     longest = int((crow[1:] - crow[:-1]).max()) if n else 0
     if longest > _LONGEST_ROW:
         return None
     W = max(8, 1 << (longest - 1).bit_length())
     BS = max(1, 2048 // (W * W))  # [BS, W, W] comparisons per program
     grid = (max(1, -(-n // BS)),)
-    tcrow, tcol, tval = T.pattern.crow, T.pattern.col, T.values.detach()
+    tcrow, tcol, tval = (t.contiguous() for t in (T.pattern.crow, T.pattern.col, T.values.detach()))
     counts = torch.empty(n, dtype=torch.int64, device=A.device)
     K._count[grid](crow, col, tcrow, tcol, counts, n, BS=BS, W=W, num_warps=4)
     out_crow = torch.zeros(n + 1, dtype=torch.int64, device=A.device)
@@ -65,6 +67,6 @@ def _compressed(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, omega:
     out_col = torch.empty(nnz, dtype=idx, device=A.device)
     out_val = torch.empty(nnz, dtype=A.dtype, device=A.device)
     coef = torch.tensor([omega], dtype=A.dtype, device=A.device)
-    K._write[grid](crow, col, A.values.detach(), inv_diag, coef, tcrow, tcol, tval, out_crow, out_col, out_val, n,
+    K._write[grid](crow, col, val, inv_diag, coef, tcrow, tcol, tval, out_crow, out_col, out_val, n,
                    BS=BS, W=W, num_warps=4)
     return SparseMatrix.from_csr(out_crow.to(idx), out_col, out_val, (n, nc), check=False)

@@ -57,6 +57,7 @@ def _fused_sums(A: SparseMatrix, x, y, h, g) -> torch.Tensor:
     BS = 1024 // KP
     blocks = max(1, -(-n // BS))
     partials = torch.empty((blocks, 8), dtype=torch.float64, device=A.device)
-    K._symmetry_sums[(blocks,)](A.pattern.crow, A.pattern.col, A.values.detach(), x, y, h, g, partials, n,
-                                BS=BS, KP=KP, num_warps=4)
+    # the kernel reads every array with unit stride: values may be a column of a batch (a view)
+    crow, col, val = (t.contiguous() for t in (A.pattern.crow, A.pattern.col, A.values.detach()))
+    K._symmetry_sums[(blocks,)](crow, col, val, x, y, h, g, partials, n, BS=BS, KP=KP, num_warps=4)
     return partials.sum(0)

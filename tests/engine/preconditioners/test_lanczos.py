@@ -18,7 +18,7 @@ import torch
 
 import slactl
 from problems import poisson2d
-from triton_interpreter import run_interpreted_tests
+from triton_interpreter import run_interpreted_tests, with_strided_values
 from slactl.engine.krylov import fused_cg
 from slactl.engine.preconditioners import _lanczos
 from slactl.engine.preconditioners._lanczos import lanczos_tridiagonal
@@ -89,6 +89,20 @@ def test_interp_fused_lanczos_float32_and_long_rows():
     S = _spd(700, 2) + sp.csr_matrix(np.outer(np.arange(700) % 50 == 0, np.ones(700)) * 0.01)
     S = ((S + S.T) / 2).tocsr()  # a few rows of 700 entries: the 32-wide tiles loop
     _compare(S, 8, torch.float32)
+
+
+@needs_interpreter
+def test_interp_strided_values_and_the_start_vector_kept():
+    """Values that are a view with a stride give the contiguous answer, and the start vector
+    (written over by the kernels' in-place updates) is the caller's unchanged."""
+    A = slactl.SparseMatrix.from_scipy(_spd(500, 4))
+    s = A.diagonal().rsqrt()
+    v = torch.rand(A.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    start = v.clone()
+    got = _lanczos._fused(with_strided_values(A), s, v, 8)
+    assert torch.equal(v, start)
+    for g, w in zip(got, _lanczos._torch(A, s, v, 8)):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
 @needs_interpreter

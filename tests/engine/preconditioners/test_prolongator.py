@@ -19,7 +19,7 @@ import torch
 
 import slactl
 from problems import poisson2d
-from triton_interpreter import run_interpreted_tests
+from triton_interpreter import run_interpreted_tests, with_strided_values
 from slactl.engine.krylov import fused_cg
 from slactl.engine.preconditioners import _prolongator
 from slactl.engine.preconditioners._aggregation import aggregate, sparse_product, strength_graph, tentative_prolongator
@@ -101,6 +101,17 @@ def test_interp_random_rows_and_unaggregated_columns(longest):
 def test_interp_float32():
     A, T = _random_case(200, 30, 5, longest=12)
     _check(A, T, dtype=torch.float32)
+
+
+@needs_interpreter
+def test_interp_strided_values():
+    """Values of ``A`` and ``T`` that are views with a stride give the contiguous product."""
+    A, T = _poisson_case(12)
+    inv_diag = 1.0 / A.diagonal()
+    want = smoothed_prolongator(A, T, inv_diag, 0.7, one_per_row=True, interpret=True).to_scipy()
+    got = smoothed_prolongator(with_strided_values(A), with_strided_values(T), inv_diag, 0.7,
+                               one_per_row=True, interpret=True).to_scipy()
+    np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-14, atol=1e-14)
 
 
 @needs_interpreter

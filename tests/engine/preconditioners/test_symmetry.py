@@ -16,7 +16,7 @@ import torch
 
 import slactl
 from problems import poisson2d
-from triton_interpreter import run_interpreted_tests
+from triton_interpreter import run_interpreted_tests, with_strided_values
 from slactl.engine.krylov import fused_cg
 from slactl.engine.preconditioners import _symmetry
 from slactl.engine.preconditioners._symmetry import symmetry
@@ -91,6 +91,15 @@ def test_interp_fused_sums_equal_torch(name):
 @needs_interpreter
 def test_interp_fused_sums_float32():
     _compare_sums(_cases()["values"], torch.float32)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("name", ["symmetric", "values"])
+def test_interp_strided_values(name):
+    """Values that are a view with a stride (a column of a batch) give the contiguous answer."""
+    M = _cases()[name]
+    A = with_strided_values(slactl.SparseMatrix.from_scipy(M))
+    assert symmetry(A, interpret=True) == _truth(M)
 
 
 @pytest.mark.parametrize("width", [8, 32])
