@@ -56,7 +56,7 @@ def wrap(mod, name):
         records.append(info)
         return out
     setattr(mod, name, g)
-for name in ["_spectral_radius", "strength_graph", "aggregate", "tentative_prolongator", "_smooth_prolongator", "_transpose", "galerkin_product", "_diagonal_facts", "symmetry", "_unit_diagonal_where_empty"]:
+for name in ["_spectral_radius", "filtered_matrix", "strength_graph", "aggregate", "tentative_prolongator", "_smooth_prolongator", "_transpose", "galerkin_product", "_diagonal_facts", "symmetry", "_unit_diagonal_where_empty"]:
     wrap(sa, name)
 torch.cuda.set_sync_debug_mode(1)
 A = bag.fresh(S, dev); torch.cuda.synchronize()

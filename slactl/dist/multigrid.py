@@ -15,6 +15,9 @@ every rank's share of each level:
    (:meth:`~slactl.dist.halo.HaloPlan.broadcast_rows`), so a rank's ``P`` rows reach the
    aggregates of its neighbours next to the interface, as in the single-process hierarchy. ``P x``
    exchanges those coarse ghosts; ``R r = P^T r`` reduces them to their owners (Galerkin exactly).
+   Unlike the single-process hierarchy, ``A`` is not filtered of its weak couplings first (its
+   ``filter_weak``, which needs the neighbours' largest couplings across the interface): on
+   strongly anisotropic problems the coarse operators fill in more here.
 3. **Coarse matrix** ``A_c = P^T A P``: each rank forms ``P_r^T (A_r P_ext)`` from its own rows
    (``P_ext``: its ``P`` rows plus those of its halo nodes, again from their owners); the rows of
    other ranks' aggregates are sent to them and summed there

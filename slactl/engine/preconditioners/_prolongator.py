@@ -70,3 +70,68 @@ def _compressed(A: SparseMatrix, T: SparseMatrix, inv_diag: torch.Tensor, omega:
     K._write[grid](crow, col, val, inv_diag, coef, tcrow, tcol, tval, out_crow, out_col, out_val, n,
                    BS=BS, W=W, num_warps=4)
     return SparseMatrix.from_csr(out_crow.to(idx), out_col, out_val, (n, nc), check=False)
+
+
+
+
+# Entries per chunk of the filter's passes (its temporaries stay O(chunk), as in the strength test).
+_FILTER_CHUNK = 1 << 22
+# A filtered matrix that would drop fewer than this share of the entries is not built: smoothing
+# with it costs a compaction and a Lanczos estimate of its own, and changes P little.
+_MIN_DROPPED_SHARE = 0.05
+
+
+def filtered_matrix(A: SparseMatrix, theta: float, b: torch.Tensor | None = None) -> SparseMatrix | None:
+    """The filtered matrix ``A^F`` of smoothed aggregation (Vanek, Mandel and Brezina 1996) that
+    smooths the prolongator: ``A`` without its weak off-diagonal entries, each row's dropped
+    ``sum_j a_ij b_j`` lumped onto its diagonal (divided by ``b_i``), so ``A^F b = A b`` for the
+    level's near-nullspace vector ``b`` (the constant where ``b`` is None). None where less than
+    5% of the entries would be dropped (``A`` smooths then).
+
+    Weak: ``|a_ij| < theta min(m_i, m_j)``, ``m_i`` the largest ``|a_ik|`` off the diagonal of row
+    ``i``, i.e. small against the strongest coupling of both rows. Unlike the symmetric strength
+    of aggregation (``theta sqrt(|a_ii a_jj|)``), this keeps the coupling of a node to a stiff
+    neighbour across a coefficient jump (weak for the stiff row, strong for the soft one), and
+    ``A^F`` is symmetric with ``A``.
+
+    Smoothing with ``A^F`` keeps ``P`` inside the strong directions: on an anisotropic problem
+    ``A`` spreads every aggregate across the weak couplings, and the Galerkin operators fill in
+    (``anisotropic2d`` at 160K unknowns: operator complexity 3.6 with ``A``, 1.7 with ``A^F``,
+    13 CG iterations either way). A row whose lumped diagonal would change sign or fall below half
+    of ``|a_ii|`` keeps ``a_ii``: ``D^{-1}`` of the smoothing must stay bounded.
+    One host synchronization (the number of kept entries).
+    """
+    n, nnz = A.shape[0], A.nnz
+    row, col, values = A.row, A.col, A.values.detach()
+    strongest = torch.zeros(n, dtype=values.abs().dtype, device=A.device)
+    for s0 in range(0, nnz, _FILTER_CHUNK):
+        r, c, v = row[s0 : s0 + _FILTER_CHUNK], col[s0 : s0 + _FILTER_CHUNK], values[s0 : s0 + _FILTER_CHUNK]
+        strongest.scatter_reduce_(0, r.to(torch.int64), torch.where(r == c, 0, v.abs()), "amax")
+    entries = torch.empty(nnz, dtype=torch.bool, device=A.device)
+    dropped = torch.zeros(n, dtype=A.dtype, device=A.device)
+    for s0 in range(0, nnz, _FILTER_CHUNK):
+        r, c, v = row[s0 : s0 + _FILTER_CHUNK], col[s0 : s0 + _FILTER_CHUNK], values[s0 : s0 + _FILTER_CHUNK]
+        magnitude = v.abs()
+        bound = torch.minimum(strongest[r], strongest[c]).mul_(theta)
+        keep = (r == c) | ((magnitude >= bound) & (magnitude > 0))
+        entries[s0 : s0 + _FILTER_CHUNK] = keep
+        dropped.index_add_(0, r, torch.where(keep, 0, v if b is None else v * b[c]))
+        del magnitude, bound, keep
+    kept = int(entries.sum())
+    if nnz - kept < _MIN_DROPPED_SHARE * nnz:
+        return None
+    if b is not None:
+        dropped = torch.where(b != 0, dropped / b, 0)
+    row, col, values = row[entries], col[entries], values[entries]
+    on_diagonal = row == col
+    d = torch.zeros(n, dtype=A.dtype, device=A.device).index_add_(0, row, torch.where(on_diagonal, values, 0))
+    lumped = d + dropped
+    lumped = torch.where((lumped * d > 0) & (lumped.abs() >= 0.5 * d.abs()), lumped, d)
+    values = torch.where(on_diagonal, lumped[row], values)
+    counts = torch.zeros(n, dtype=torch.int64, device=A.device).index_add_(0, row, torch.ones_like(row, dtype=torch.int64))
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=A.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    idx = index_dtype_for(n + 1, A.shape[1], kept)
+    F = SparseMatrix.from_csr(crow.to(idx), col.to(idx), values, A.shape, check=False)
+    F.pattern._row = row.to(idx)  # (the COO rows are at hand: the diagonal and Lanczos need them)
+    return F

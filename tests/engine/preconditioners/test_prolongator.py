@@ -1,5 +1,8 @@
 """The smoothed prolongator ``P = (I - omega D^{-1} A) T`` (:mod:`slactl.engine.preconditioners._prolongator`).
 
+The filtered matrix that smooths it (weak couplings lumped onto the diagonal) against its
+definition applied entry by entry on the host.
+
 Reference: SciPy's ``(I - omega D^{-1} A) @ T`` for the values, and the product of the patterns
 (``|S| @ |T|`` of all-positive matrices, no cancellation) for the structure, which keeps entries
 whose values sum to zero, as the SpGEMM does.
@@ -23,7 +26,8 @@ from triton_interpreter import run_interpreted_tests, with_strided_values
 from slactl.engine.krylov import fused_cg
 from slactl.engine.preconditioners import _prolongator
 from slactl.engine.preconditioners._aggregation import aggregate, sparse_product, strength_graph, tentative_prolongator
-from slactl.engine.preconditioners._prolongator import smoothed_prolongator, smoothing_matrix
+from slactl.engine.preconditioners._prolongator import filtered_matrix, smoothed_prolongator, smoothing_matrix
+from slactl.io.gallery import generate
 
 INTERPRETING = fused_cg.interpreting()
 needs_interpreter = pytest.mark.skipif(
@@ -166,3 +170,60 @@ def test_kernels_on_cuda_equal_scipy_and_cusparse(dtype):
         ref = sparse_product(smoothing_matrix(Ac, 1.0 / Ac.diagonal(), 0.7), Tc)
         assert torch.equal(P.pattern.crow.cpu().long(), ref.pattern.crow.cpu().long())
         assert torch.equal(P.pattern.col.cpu().long(), ref.pattern.col.cpu().long())
+
+
+def _filtered_reference(S: sp.csr_matrix, theta: float, b: np.ndarray) -> sp.csr_matrix:
+    """The filtered matrix by its definition, entry by entry on the host."""
+    S = S.tocsr()
+    n = S.shape[0]
+    off = S - sp.diags(S.diagonal())
+    m = np.array([abs(off[i]).max() if off[i].nnz else 0.0 for i in range(n)])
+    coo = S.tocoo()
+    rows, cols, vals = [], [], []
+    lump = np.zeros(n)
+    for i, j, v in zip(coo.row, coo.col, coo.data):
+        if i == j or (abs(v) >= theta * min(m[i], m[j]) and v != 0):
+            rows.append(i); cols.append(j); vals.append(v)
+        else:
+            lump[i] += v * b[j]
+    F = sp.csr_matrix((vals, (rows, cols)), shape=S.shape)
+    d = S.diagonal()
+    lumped = d + lump / b
+    ok = (lumped * d > 0) & (abs(lumped) >= 0.5 * abs(d))
+    return (F + sp.diags(np.where(ok, lumped, d) - d)).tocsr(), ok
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 97])
+@pytest.mark.parametrize("near_nullspace", ["constant", "random"])
+def test_filtered_matrix_equals_its_definition(near_nullspace, chunk, monkeypatch):
+    """Weak couplings (``|a_ij| < theta min(m_i, m_j)``) dropped and lumped against ``b``:
+    ``A^F b = A b`` on every row whose lumped diagonal is accepted, symmetric with ``A``."""
+    rng = np.random.default_rng(3)
+    n = 400
+    aniso = generate("anisotropic2d", 20).matrix  # couplings 1 and 1e-3
+    B = sp.random(n, n, density=0.01, random_state=3, format="csr")
+    B.data = rng.choice([-1.0, 1.0], B.nnz) * 10.0 ** rng.uniform(-4, 0, B.nnz)
+    # rows 0-9: thirty weak couplings of -0.05 each, which would lump their diagonals to ~0
+    many = sp.csr_matrix((np.full(300, -0.05), (np.repeat(np.arange(10), 30), rng.choice(np.arange(10, n), 300))), shape=(n, n))
+    S = (aniso + B + B.T + many + many.T).tocsr()
+    S = (S + sp.diags(np.asarray(abs(S).sum(1)).ravel() * rng.uniform(0.3, 1.2, n))).tocsr()  # some rows not dominant
+    S.setdiag(np.where(np.arange(n) < 10, 2.0, S.diagonal()))
+    b = np.ones(n) if near_nullspace == "constant" else rng.uniform(0.5, 2.0, n)
+    A = slactl.SparseMatrix.from_scipy(S)
+    monkeypatch.setattr(_prolongator, "_FILTER_CHUNK", chunk)
+    F = filtered_matrix(A, 0.08, None if near_nullspace == "constant" else torch.from_numpy(b))
+    want, ok = _filtered_reference(S, 0.08, b)
+    Fs = F.to_scipy()
+    assert Fs.nnz == want.nnz < S.nnz and not ok.all() and ok.sum() > n // 2  # both kinds of rows occur
+    np.testing.assert_allclose(Fs.toarray(), want.toarray(), rtol=1e-13, atol=1e-15)
+    assert abs(Fs - Fs.T).max() == 0
+    np.testing.assert_allclose((Fs @ b)[ok], (S @ b)[ok], rtol=1e-12, atol=1e-12)
+
+
+def test_filtered_matrix_is_none_where_little_is_weak():
+    """Nothing weak, or under 5% of the entries: A smooths (None)."""
+    S = poisson2d(16).tolil()
+    assert filtered_matrix(slactl.SparseMatrix.from_scipy(S.tocsr()), 0.08) is None
+    S[0, 1] = S[1, 0] = -1e-3  # two weak entries of 1216
+    assert filtered_matrix(slactl.SparseMatrix.from_scipy(S.tocsr()), 0.08) is None
+    assert filtered_matrix(slactl.SparseMatrix.from_scipy(generate("anisotropic2d", 16).matrix), 0.08) is not None
