@@ -13,8 +13,8 @@ never copies the matrix to the host:
   (Luby-style rounds of scatter-max), deterministic for a fixed seed.
 * :func:`tentative_prolongator` - the piecewise near-nullspace prolongator ``T`` and the coarse
   near-nullspace ``B_c`` from one QR per aggregate (Gram-Schmidt with segment sums).
-* :func:`sparse_product` - ``A @ B`` for the Galerkin products: cuSPARSE SpGEMM through
-  ``torch.sparse.mm`` on CUDA, SciPy on the CPU.
+* :func:`sparse_product` - ``A @ B`` for the Galerkin products: cuSPARSE SpGEMM on CUDA (its
+  ALG2 through :mod:`slactl.engine.ops.cusparse_spgemm`, else ``torch.sparse.mm``), SciPy on the CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from slactl.engine.ops import cusparse_spgemm
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.pattern import index_dtype_for
 
@@ -278,7 +279,7 @@ def _tentative_one_vector(agg: torch.Tensor, count: int, b: torch.Tensor) -> Ten
 
 
 def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engine: str | None = None,
-                   sort_each: bool = False) -> SparseMatrix:
+                   sort_each: bool = False, alg2_products: int | None = None) -> SparseMatrix:
     """``F_1 @ F_2 @ ... @ F_k`` (no gradient): sorted, duplicate-free rows, int32 indices where they fit.
 
     ``engine="scipy"`` (the default on the CPU) multiplies on the host; ``"torch"`` (the default on
@@ -289,6 +290,11 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     cuSPARSE's products come with sorted rows; that is checked once for all of them at the end
     (a host synchronization per product cost ~0.1 ms each), and should a product be unsorted, all
     is recomputed with each product sorted (``sort_each``).
+
+    Where every factor qualifies for cuSPARSE's ALG2 (:mod:`slactl.engine.ops.cusparse_spgemm`:
+    32-bit indices on CUDA), it multiplies, with about a third of the default algorithm's work
+    space per product, and the default chunk is ``alg2_products`` products if that is larger (the
+    sa-amg set-up passes 6 per unknown of the problem: fewer chunks, each ~0.35 ms of fixed cost).
     """
     A = factors[0]
     m, n = A.shape[0], factors[-1].shape[1]
@@ -304,7 +310,10 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
         return SparseMatrix.from_csr(torch.from_numpy(C.indptr).to(idx), torch.from_numpy(C.indices).to(idx),
                                      torch.from_numpy(C.data).to(A.dtype), (m, n), check=False)
     B = factors[1]
-    cuts = _row_chunks(A, B, max_products or max(_CHUNK_PRODUCTS, m), max_chunks=16 if max_products is None else 2**62)
+    budget = max(_CHUNK_PRODUCTS, m)
+    if alg2_products and cusparse_spgemm.available_for(*factors):
+        budget = max(budget, alg2_products)
+    cuts = _row_chunks(A, B, max_products or budget, max_chunks=16 if max_products is None else 2**62)
     right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
     entry_cuts = A.pattern.crow[cuts].tolist()  # the chunks' entry ranges, in one synchronization
@@ -340,7 +349,7 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
 
 
 def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense_entries: int = 0,
-                     symmetric: bool = False) -> SparseMatrix:
+                     symmetric: bool = False, alg2_products: int | None = None) -> SparseMatrix:
     """The Galerkin product ``R A P`` (no gradient).
 
     By :func:`sparse_product`, unless ``P`` as a dense ``n x n_c`` array holds at most
@@ -351,7 +360,8 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     smoothed aggregation on 3D problems: there a sparse product of a 20,612-row level took 325 ms
     on an H200, its dense counterpart a few milliseconds). ``symmetric`` averages the dense result
     with its transpose, so a symmetric ``A`` gives a coarse matrix symmetric to the last bit (and a
-    structurally symmetric pattern, which the strength graph relies on).
+    structurally symmetric pattern, which the strength graph relies on). ``alg2_products``: as
+    :func:`sparse_product`'s.
     """
     n, nc = P.shape
     dense = max(n, nc) * nc  # entries of the largest dense temporary
@@ -359,7 +369,7 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     # what cuSPARSE's work space grows with): levels that have filled in.
     products = R.nnz * (A.nnz / max(n, 1))
     if dense_entries <= 0 or (dense > dense_entries and 2 * dense > products):
-        return sparse_product(R, A, P)
+        return sparse_product(R, A, P, alg2_products=alg2_products)
     with torch.no_grad():
         AP = torch.sparse.mm(A.pattern.torch_csr(A.values.detach()), P.detach().to_dense())
         Ac = torch.sparse.mm(R.pattern.torch_csr(R.values.detach()), AP)
@@ -402,7 +412,7 @@ def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int =
 def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
                   bounds: tuple[int, int] | None = None,
                   unsorted: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by ``torch.sparse.mm``: CSR arrays, rows
+    """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by cuSPARSE (:func:`_multiply`): CSR arrays, rows
     sorted, or, given ``unsorted``, as cuSPARSE left them, with a device flag per product appended
     to ``unsorted`` (true where a row is not sorted). ``bounds``: the entry range of those rows in
     ``A``, when the caller has it (saves two host synchronizations per chunk)."""
@@ -410,13 +420,22 @@ def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
     lo, hi = (int(crow[0]), int(crow[-1])) if bounds is None else bounds
     c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
     for b in right:
-        c = _csr_arrays(torch.sparse.mm(c, b))
+        c = _multiply(c, b)
         if unsorted is None:
             c = _sorted(*c, b.shape[1])
         else:
             unsorted.append(_unsorted(c[0], c[1]))
         c = torch.sparse_csr_tensor(*c, size=(r1 - r0, b.shape[1]))
     return _csr_arrays(c)
+
+
+def _multiply(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``a @ b`` of two CSR tensors as CSR arrays: cuSPARSE's ALG2 where it applies
+    (:mod:`slactl.engine.ops.cusparse_spgemm`: a third of the default algorithm's work space),
+    else ``torch.sparse.mm``."""
+    if cusparse_spgemm.available(a, b):
+        return cusparse_spgemm.spgemm(a, b)
+    return _csr_arrays(torch.sparse.mm(a, b))
 
 
 # Rows of one fallback product: the expanded products of the first multiplication it may hold.

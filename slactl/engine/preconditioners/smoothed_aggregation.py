@@ -63,6 +63,12 @@ _DENSE_COARSE_LIMIT = 8000
 # The dense coarsest level holds ~3 n_c^2 values (matrix, factor, inverse): n_c <= sqrt(1.25 n)
 # keeps that under 30 bytes per unknown of the problem. On a CPU the dense solve is the cost.
 _MAX_COARSE_DEFAULT = 1000
+# Scalar products per chunk of the sparse Galerkin products where cuSPARSE's ALG2 multiplies, per
+# unknown of the finest level (its work space ~8.5 bytes per product). 2D Poisson on an H200:
+# 2^21 products per chunk (the default algorithm's budget) took the 1M set-up 28-30 ms and
+# peaked at 276 bytes per unknown; 2^23 (8 per unknown) 23-26 ms at 289; 2^24 (the whole finest
+# product) 23 ms at 337.
+_GALERKIN_PRODUCTS_PER_UNKNOWN = 6
 _MAX_COARSE_GPU = 2500
 
 
@@ -301,7 +307,8 @@ class SmoothedAggregation(AMG):
             watch.lap("transpose")
             levels.append(Level(Al, P, R, inv_diag, lam))
             # Galerkin: sparse in row chunks of R, or sparse x dense once the coarse space is small
-            Al = galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric)
+            Al = galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric,
+                                  alg2_products=_GALERKIN_PRODUCTS_PER_UNKNOWN * n)
             watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
             snapshot = None if self.near_nullspace is None else torch.as_tensor(self.near_nullspace).clone()

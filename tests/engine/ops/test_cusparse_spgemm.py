@@ -1,0 +1,105 @@
+"""cuSPARSE ALG2 products through ctypes (:mod:`slactl.engine.ops.cusparse_spgemm`).
+
+Reference: SciPy's product (values, and the pattern of ``|A| @ |B|``: every structural product,
+no cancellation). On CUDA (``-m gpu``): random rectangular factors in float64 and float32, empty
+rows and an empty factor, and the chunked Galerkin products of sa-amg; on the CPU, which inputs
+it declines (the callers fall back to ``torch.sparse.mm`` or SciPy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import slactl
+from slactl.engine.ops import cusparse_spgemm
+
+
+
+def _random(m: int, n: int, density: float, seed: int) -> sp.csr_matrix:
+    M = sp.random(m, n, density=density, random_state=seed, format="csr")
+    M.data = np.random.default_rng(seed).standard_normal(M.nnz)
+    return M
+
+
+def _reference(A: sp.csr_matrix, B: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    C = (A @ B).tocsr()
+    structure = (abs(A) @ abs(B)).tocsr()  # the structural product (no entry cancels)
+    structure.sort_indices()
+    return C, structure
+
+
+def test_declines_what_it_cannot_multiply():
+    A = slactl.SparseMatrix.from_scipy(_random(20, 20, 0.2, 0))
+    a = A.pattern.torch_csr(A.values)
+    assert not cusparse_spgemm.available(a, a)  # CPU tensors
+    assert not cusparse_spgemm.available_for(A, A)
+    if torch.cuda.is_available():
+        Ac = slactl.SparseMatrix.from_scipy(_random(20, 20, 0.2, 0), device="cuda")
+        wide = torch.sparse_csr_tensor(Ac.pattern.crow.long(), Ac.pattern.col.long(), Ac.values, size=Ac.shape)
+        assert not cusparse_spgemm.available(wide, wide)  # 64-bit indices
+        half = Ac.pattern.torch_csr(Ac.values.half())
+        assert not cusparse_spgemm.available(half, half)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(300, 200, 250), (2, 50, 7), (400, 30, 500)])
+def test_product_equals_scipy(dtype, shape):
+    m, k, n = shape
+    As, Bs = _random(m, k, 0.2 if m < 10 else 0.05, 1).tolil(), _random(k, n, 0.05, 2)
+    As[m - 1, :] = 0  # an empty row
+    As = As.tocsr()
+    As.eliminate_zeros()
+    A = slactl.SparseMatrix.from_scipy(As, dtype=dtype, device="cuda")
+    B = slactl.SparseMatrix.from_scipy(Bs, dtype=dtype, device="cuda")
+    a, b = A.pattern.torch_csr(A.values), B.pattern.torch_csr(B.values)
+    assert cusparse_spgemm.available(a, b)
+    crow, col, val = cusparse_spgemm.spgemm(a, b)
+    C, structure = _reference(As.astype(np.float64), Bs.astype(np.float64))
+    assert crow.dtype == col.dtype == torch.int32 and val.dtype == dtype
+    assert np.array_equal(crow.cpu().numpy(), structure.indptr) and np.array_equal(col.cpu().numpy(), structure.indices)
+    got = sp.csr_matrix((val.double().cpu().numpy(), col.cpu().numpy(), crow.cpu().numpy()), shape=(m, n))
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    np.testing.assert_allclose(got.toarray(), C.toarray(), rtol=tol, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_an_empty_factor_gives_an_empty_product():
+    A = slactl.SparseMatrix.from_scipy(_random(30, 20, 0.1, 3), device="cuda")
+    Z = slactl.SparseMatrix.from_scipy(sp.csr_matrix((20, 10)), device="cuda")
+    crow, col, val = cusparse_spgemm.spgemm(A.pattern.torch_csr(A.values), Z.pattern.torch_csr(Z.values))
+    assert crow.shape == (31,) and int(crow.abs().sum()) == 0 and col.numel() == val.numel() == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("alg2_products", [None, 10**7])
+def test_chunked_galerkin_products_by_alg2_equal_scipy(alg2_products, monkeypatch):
+    """sa-amg's Galerkin product through ALG2, in chunks and whole, against SciPy; and the same
+    hierarchy as with torch.sparse.mm (the default algorithm) to rounding."""
+    from slactl.engine.preconditioners import SmoothedAggregation, _aggregation
+    from problems import poisson2d
+
+    S = poisson2d(60)
+    A = slactl.SparseMatrix.from_scipy(S, device="cuda")
+    M = SmoothedAggregation(A, max_coarse=20)
+    P, R = M.levels[0].P, M.levels[0].R
+    assert cusparse_spgemm.available_for(R, A, P)
+    calls = []
+    real = cusparse_spgemm.spgemm
+    monkeypatch.setattr(cusparse_spgemm, "spgemm", lambda a, b: calls.append(1) or real(a, b))
+    got = _aggregation.sparse_product(R, A, P, max_products=None if alg2_products else 3000, alg2_products=alg2_products).to_scipy()
+    ref = (R.to_scipy() @ S @ P.to_scipy()).tocsr()
+    ref.sort_indices()
+    assert (got.indptr == ref.indptr).all() and (got.indices == ref.indices).all()
+    np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
+    # two products per chunk: one chunk with the large budget, several with 3000 products
+    assert len(calls) == 2 if alg2_products else (len(calls) > 2 and len(calls) % 2 == 0)
+    monkeypatch.setattr(cusparse_spgemm, "available", lambda a, b: False)
+    default = _aggregation.sparse_product(R, A, P).to_scipy()
+    np.testing.assert_allclose(default.toarray(), got.toarray(), rtol=1e-13, atol=1e-13)
