@@ -64,11 +64,12 @@ _DENSE_COARSE_LIMIT = 8000
 # keeps that under 30 bytes per unknown of the problem. On a CPU the dense solve is the cost.
 _MAX_COARSE_DEFAULT = 1000
 # Scalar products per chunk of the sparse Galerkin products where cuSPARSE's ALG2 multiplies, per
-# unknown of the finest level (its work space ~8.5 bytes per product). 2D Poisson on an H200:
-# 2^21 products per chunk (the default algorithm's budget) took the 1M set-up 28-30 ms and
-# peaked at 276 bytes per unknown; 2^23 (8 per unknown) 23-26 ms at 289; 2^24 (the whole finest
-# product) 23 ms at 337.
-_GALERKIN_PRODUCTS_PER_UNKNOWN = 6
+# unknown of the finest level (its work space ~8.5 bytes per product). H200, set-up ms / peak
+# bytes per unknown (benchmarks/raw/sa_amg_h200_alg2_2026-11-23): with the default algorithm's
+# 2^21 products per chunk, 2D Poisson 1M 29-32 / 276, 4M 66-68 / 260, anisotropic 4M 88-93 / 279;
+# ALG2 at 4 per unknown 27-28 / 273, 50-54 / 260, 68-69 / 279; at 6 the anisotropic peak is 312,
+# at 8 356 (1M 25 ms at 284).
+_GALERKIN_PRODUCTS_PER_UNKNOWN = 4
 _MAX_COARSE_GPU = 2500
 
 
