@@ -258,6 +258,8 @@ def tentative_prolongator(ids: torch.Tensor, count: int, B: torch.Tensor, block_
 # Scalar products of the first multiplication per chunk of sparse_product (cuSPARSE's work space
 # grows with them).
 _CHUNK_PRODUCTS = 2**21
+# Above this many scalar products a sparse product is GPU-bound and keeps the default algorithm.
+_ALG2_MAX_PRODUCTS = 2**27
 
 
 def _tentative_one_vector(agg: torch.Tensor, count: int, b: torch.Tensor) -> Tentative:
@@ -310,10 +312,15 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
         return SparseMatrix.from_csr(torch.from_numpy(C.indptr).to(idx), torch.from_numpy(C.indices).to(idx),
                                      torch.from_numpy(C.data).to(A.dtype), (m, n), check=False)
     B = factors[1]
+    per_row_end, total = _products_per_row(A, B)
     budget = max(_CHUNK_PRODUCTS, m)
-    if alg2_products and cusparse_spgemm.available_for(*factors):
+    # ALG2 where its smaller work space saves chunks, i.e. host time; beyond _ALG2_MAX_PRODUCTS the
+    # products are GPU-bound, and ALG2's ~1.7x GPU time loses (169M unknowns: set-up 1.23 -> 1.78 s)
+    alg2 = bool(alg2_products) and total <= _ALG2_MAX_PRODUCTS and cusparse_spgemm.available_for(*factors)
+    if alg2:
         budget = max(budget, alg2_products)
-    cuts = _row_chunks(A, B, max_products or budget, max_chunks=16 if max_products is None else 2**62)
+    cuts = _row_cuts(A, per_row_end, total, max_products or budget, max_chunks=16 if max_products is None else 2**62)
+    del per_row_end
     right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
     entry_cuts = A.pattern.crow[cuts].tolist()  # the chunks' entry ranges, in one synchronization
@@ -326,7 +333,8 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     for k, (r0, r1) in enumerate(zip(cuts[:-1], cuts[1:])):
         if r1 <= r0:
             continue
-        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, (entry_cuts[k], entry_cuts[k + 1]), unsorted):
+        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, (entry_cuts[k], entry_cuts[k + 1]), unsorted,
+                                                        alg2=alg2):
             crows.append(crow[1:].to(torch.int64) + offset)
             cols.append(col.to(col_dtype))
             vals.append(val)
@@ -334,7 +342,8 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
             del crow, col, val
     if unsorted and bool(torch.stack(unsorted).any()):
         del crows, cols, vals
-        return sparse_product(*factors, max_products=max_products, engine=engine, sort_each=True)
+        return sparse_product(*factors, max_products=max_products, engine=engine, sort_each=True,
+                              alg2_products=alg2_products)
     crow = torch.cat(crows)
     if not cols:  # no rows
         empty = torch.zeros(0, dtype=torch.int64, device=A.device)
@@ -390,17 +399,20 @@ def _from_dense_rows(D: torch.Tensor) -> SparseMatrix:
     return SparseMatrix.from_csr(crow.to(idx), col.to(idx), D[row, col], (m, n), check=False)
 
 
-def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int = 16) -> list[int]:
-    """Row cuts of ``A`` with about ``budget`` products of ``A @ B`` per chunk, but at most
-    ``max_chunks`` chunks (each costs a few milliseconds of cuSPARSE set-up and two host
-    synchronizations). One int64 prefix sum over the entries of ``A``; no per-entry row or int64
-    index arrays."""
-    m = A.shape[0]
+def _products_per_row(A: SparseMatrix, B: SparseMatrix) -> tuple[torch.Tensor, int]:
+    """The scalar products of ``A @ B`` up to the end of each row of ``A`` (int64), and their
+    total. One int64 prefix sum over the entries of ``A``, one host synchronization."""
     lengths = B.pattern.crow[1:] - B.pattern.crow[:-1]
     prefix = torch.cumsum(lengths[A.col], 0, dtype=torch.int64)  # products up to each entry of A
     ends = A.pattern.crow[1:].to(torch.int64)
     per_row_end = torch.where(ends > 0, prefix[(ends - 1).clamp_min(0)], 0) if prefix.numel() else ends
-    total = int(per_row_end[-1]) if m else 0
+    return per_row_end, int(per_row_end[-1]) if A.shape[0] else 0
+
+
+def _row_cuts(A: SparseMatrix, per_row_end: torch.Tensor, total: int, budget: int, max_chunks: int = 16) -> list[int]:
+    """Row cuts of ``A`` with about ``budget`` products per chunk (:func:`_products_per_row`), but
+    at most ``max_chunks`` chunks (each costs ~0.35 ms of cuSPARSE set-up and host waits)."""
+    m = A.shape[0]
     budget = max(budget, -(-total // max_chunks))
     chunks = max(1, -(-total // budget))
     if chunks == 1:
@@ -410,17 +422,18 @@ def _row_chunks(A: SparseMatrix, B: SparseMatrix, budget: int, max_chunks: int =
 
 
 def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
-                  bounds: tuple[int, int] | None = None,
-                  unsorted: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  bounds: tuple[int, int] | None = None, unsorted: list[torch.Tensor] | None = None,
+                  alg2: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by cuSPARSE (:func:`_multiply`): CSR arrays, rows
     sorted, or, given ``unsorted``, as cuSPARSE left them, with a device flag per product appended
     to ``unsorted`` (true where a row is not sorted). ``bounds``: the entry range of those rows in
-    ``A``, when the caller has it (saves two host synchronizations per chunk)."""
+    ``A``, when the caller has it (saves two host synchronizations per chunk). ``alg2``: by
+    cuSPARSE's ALG2 where it applies."""
     crow = A.pattern.crow[r0 : r1 + 1]
     lo, hi = (int(crow[0]), int(crow[-1])) if bounds is None else bounds
     c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
     for b in right:
-        c = _multiply(c, b)
+        c = _multiply(c, b, alg2)
         if unsorted is None:
             c = _sorted(*c, b.shape[1])
         else:
@@ -429,11 +442,11 @@ def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
     return _csr_arrays(c)
 
 
-def _multiply(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``a @ b`` of two CSR tensors as CSR arrays: cuSPARSE's ALG2 where it applies
+def _multiply(a: torch.Tensor, b: torch.Tensor, alg2: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``a @ b`` of two CSR tensors as CSR arrays: with ``alg2``, cuSPARSE's ALG2 where it applies
     (:mod:`slactl.engine.ops.cusparse_spgemm`: a third of the default algorithm's work space),
-    else ``torch.sparse.mm``."""
-    if cusparse_spgemm.available(a, b):
+    else ``torch.sparse.mm`` (the default algorithm)."""
+    if alg2 and cusparse_spgemm.available(a, b):
         return cusparse_spgemm.spgemm(a, b)
     return _csr_arrays(torch.sparse.mm(a, b))
 
@@ -443,8 +456,8 @@ _EXPAND_PRODUCTS = 2**22
 
 
 def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
-                              bounds: tuple[int, int] | None = None,
-                              unsorted: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, ...]]:
+                              bounds: tuple[int, int] | None = None, unsorted: list[torch.Tensor] | None = None,
+                              alg2: bool = False) -> list[tuple[torch.Tensor, ...]]:
     """:func:`_product_rows`, and where cuSPARSE's SpGEMM fails with "insufficient resources"
     (a known failure of its default algorithm on some large inputs, which torch gives no way to
     swap: CUDALibrarySamples#38, cupy#10033; seen on H200 on the ranks of a distributed Galerkin
@@ -452,7 +465,7 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     failing part holds at most ``_EXPAND_PRODUCTS`` products, which :func:`_expand_sort_compress`
     multiplies without cuSPARSE. Pieces in row order."""
     try:
-        return [_product_rows(A, right, r0, r1, bounds, unsorted)]
+        return [_product_rows(A, right, r0, r1, bounds, unsorted, alg2=alg2)]
     except RuntimeError as exc:
         if "insufficient resources" not in str(exc):
             raise
@@ -462,7 +475,8 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     if r1 - r0 <= 1 or products <= _EXPAND_PRODUCTS:
         return [_expand_sort_compress(A, right, r0, r1)]
     mid = (r0 + r1) // 2
-    return _product_rows_or_fallback(A, right, r0, mid, None, unsorted) + _product_rows_or_fallback(A, right, mid, r1, None, unsorted)
+    return (_product_rows_or_fallback(A, right, r0, mid, None, unsorted, alg2)
+            + _product_rows_or_fallback(A, right, mid, r1, None, unsorted, alg2))
 
 
 def _expand_sort_compress(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int) -> tuple[torch.Tensor, ...]:

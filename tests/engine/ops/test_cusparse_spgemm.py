@@ -78,10 +78,11 @@ def test_an_empty_factor_gives_an_empty_product():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("alg2_products", [None, 10**7])
-def test_chunked_galerkin_products_by_alg2_equal_scipy(alg2_products, monkeypatch):
-    """sa-amg's Galerkin product through ALG2, in chunks and whole, against SciPy; and the same
-    hierarchy as with torch.sparse.mm (the default algorithm) to rounding."""
+@pytest.mark.parametrize("chunked", [True, False])
+def test_chunked_galerkin_products_by_alg2_equal_scipy(chunked, monkeypatch):
+    """sa-amg's Galerkin product through ALG2, in chunks and whole, against SciPy; the same as the
+    default algorithm's (torch.sparse.mm) to rounding; and above _ALG2_MAX_PRODUCTS products the
+    default algorithm multiplies."""
     from slactl.engine.preconditioners import SmoothedAggregation, _aggregation
     from problems import poisson2d
 
@@ -93,13 +94,16 @@ def test_chunked_galerkin_products_by_alg2_equal_scipy(alg2_products, monkeypatc
     calls = []
     real = cusparse_spgemm.spgemm
     monkeypatch.setattr(cusparse_spgemm, "spgemm", lambda a, b: calls.append(1) or real(a, b))
-    got = _aggregation.sparse_product(R, A, P, max_products=None if alg2_products else 3000, alg2_products=alg2_products).to_scipy()
+    got = _aggregation.sparse_product(R, A, P, max_products=3000 if chunked else None, alg2_products=10**7).to_scipy()
     ref = (R.to_scipy() @ S @ P.to_scipy()).tocsr()
     ref.sort_indices()
     assert (got.indptr == ref.indptr).all() and (got.indices == ref.indices).all()
     np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
     # two products per chunk: one chunk with the large budget, several with 3000 products
-    assert len(calls) == 2 if alg2_products else (len(calls) > 2 and len(calls) % 2 == 0)
-    monkeypatch.setattr(cusparse_spgemm, "available", lambda a, b: False)
-    default = _aggregation.sparse_product(R, A, P).to_scipy()
+    assert (len(calls) > 2 and len(calls) % 2 == 0) if chunked else len(calls) == 2
+    calls.clear()
+    default = _aggregation.sparse_product(R, A, P).to_scipy()  # (no alg2_products: the default algorithm)
     np.testing.assert_allclose(default.toarray(), got.toarray(), rtol=1e-13, atol=1e-13)
+    monkeypatch.setattr(_aggregation, "_ALG2_MAX_PRODUCTS", 100)
+    _aggregation.sparse_product(R, A, P, alg2_products=10**7)
+    assert calls == []

@@ -265,10 +265,10 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
 
     real = _aggregation._product_rows
 
-    def refuse(A, right, r0, r1, bounds=None, unsorted=None):
+    def refuse(A, right, r0, r1, bounds=None, unsorted=None, alg2=False):
         if r1 - r0 > fail_above:
             raise RuntimeError("CUDA error: insufficient resources when calling `cusparseSpGEMM_compute(...)`")
-        return real(A, right, r0, r1, bounds, unsorted)
+        return real(A, right, r0, r1, bounds, unsorted, alg2=alg2)
 
     monkeypatch.setattr(_aggregation, "_product_rows", refuse)
     monkeypatch.setattr(_aggregation, "_EXPAND_PRODUCTS", 300)
@@ -349,7 +349,7 @@ def test_transpose_on_cuda_equals_scipy():
 def test_other_product_errors_are_not_swallowed(monkeypatch):
     from slactl.engine.preconditioners import _aggregation
 
-    def broken(A, right, r0, r1, bounds=None, unsorted=None):
+    def broken(A, right, r0, r1, bounds=None, unsorted=None, alg2=False):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(_aggregation, "_product_rows", broken)
