@@ -9,7 +9,7 @@ from slactl.engine.preconditioners import smoothed_aggregation as sa
 from slactl.engine.ops import cusparse_spgemm
 real, real_for = cusparse_spgemm.available, cusparse_spgemm.available_for
 dev = torch.device("cuda")
-configs = [("default", 0), ("alg2", 4), ("alg2", 6), ("alg2", 8)]
+configs = [tuple((e, int(p)) for e, p in [c.split(":")])[0] for c in os.environ.get("CONFIGS", "default:0,alg2:4,alg2:6,alg2:8").split(",")]
 cases = [(c, int(s)) for c, s in (a.split(":") for a in sys.argv[1:])]
 for engine, per in configs:
     cusparse_spgemm.available = real if engine == "alg2" else (lambda a, b: False)
