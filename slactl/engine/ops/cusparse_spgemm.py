@@ -17,6 +17,7 @@ library found); callers fall back to ``torch.sparse.mm`` otherwise.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import threading
 
@@ -31,29 +32,43 @@ _SPGEMM_ALG2 = 4
 _STATUS_INSUFFICIENT_RESOURCES = 11
 _VALUE_TYPES = {torch.float32: _CUDA_R_32F, torch.float64: _CUDA_R_64F}
 
-_lock = threading.Lock()
-_library: ctypes.CDLL | None | bool = False  # False: not looked up yet; None: not found
+_lock = threading.RLock()  # one handle per device: a product holds it from set-stream to copy
+_library: ctypes.CDLL | None | bool = False  # False: not looked up yet; None: not usable
 _handles: dict[int, ctypes.c_void_p] = {}
+_MAJOR_VERSION = 0  # libraryPropertyType MAJOR_VERSION
+
+
+def _mapped_libraries() -> list[str]:
+    """Paths of the libcusparse files mapped into this process, torch's own first."""
+    paths: list[str] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                found = re.search(r"(/\S*libcusparse\.so[.\d]*)", line)
+                if found and found.group(1) not in paths:
+                    paths.append(found.group(1))
+    except OSError:
+        return []
+    site = os.path.dirname(os.path.dirname(torch.__file__))  # torch's site-packages (its CUDA wheels)
+    return sorted(paths, key=lambda p: not p.startswith(site))
 
 
 def _load() -> ctypes.CDLL | None:
-    """The libcusparse mapped into this process by torch, or None (not Linux, not loaded)."""
+    """The libcusparse mapped into this process by torch, if it has ALG2 (cuSPARSE 12 and later:
+    CUDA 11 builds of torch ship 11, without it), else None."""
     global _library
     if _library is False:
-        path = None
-        try:
-            with open("/proc/self/maps") as maps:
-                for line in maps:
-                    found = re.search(r"(/\S*libcusparse\.so[.\d]*)", line)
-                    if found:
-                        path = found.group(1)
-                        break
-        except OSError:
-            path = None
-        try:
-            _library = ctypes.CDLL(path) if path else None
-        except OSError:
-            _library = None
+        _library = None
+        for path in _mapped_libraries():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            major = ctypes.c_int(0)
+            if (hasattr(lib, "cusparseSpGEMM_estimateMemory") and hasattr(lib, "cusparseGetProperty")
+                    and lib.cusparseGetProperty(_MAJOR_VERSION, ctypes.byref(major)) == 0 and major.value >= 12):
+                _library = lib
+                break
     return _library
 
 
@@ -127,19 +142,26 @@ def spgemm(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         return (torch.zeros(m + 1, dtype=torch.int32, device=device), torch.empty(0, dtype=torch.int32, device=device),
                 torch.empty(0, dtype=a.dtype, device=device))
     value_type = _VALUE_TYPES[a.dtype]
+    with _lock, torch.cuda.device(device):
+        return _spgemm(lib, a, b, value_type)
+
+
+def _spgemm(lib, a: torch.Tensor, b: torch.Tensor, value_type: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`spgemm` on ``a``'s device, the handle held."""
+    m, n, device = a.shape[0], b.shape[1], a.device
     handle = _handle(device)
     _check(lib.cusparseSetStream(handle, ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream)), "cusparseSetStream")
     a_crow, a_col, a_val = a.crow_indices().contiguous(), a.col_indices().contiguous(), a.values().contiguous()
     b_crow, b_col, b_val = b.crow_indices().contiguous(), b.col_indices().contiguous(), b.values().contiguous()
     c_crow = torch.empty(m + 1, dtype=torch.int32, device=device)
-    mat_a = _csr_descriptor(lib, m, a.shape[1], a_crow, a_col, a_val, a_col.numel(), value_type)
-    mat_b = _csr_descriptor(lib, b.shape[0], n, b_crow, b_col, b_val, b_col.numel(), value_type)
-    mat_c = _csr_descriptor(lib, m, n, c_crow, None, None, 0, value_type)
-    descr = ctypes.c_void_p()
+    mat_a, mat_b, mat_c, descr = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
     scalar = ctypes.c_double if a.dtype == torch.float64 else ctypes.c_float
     alpha, beta = scalar(1.0), scalar(0.0)
     buffers = []
     try:
+        mat_a = _csr_descriptor(lib, m, a.shape[1], a_crow, a_col, a_val, a_col.numel(), value_type)
+        mat_b = _csr_descriptor(lib, b.shape[0], n, b_crow, b_col, b_val, b_col.numel(), value_type)
+        mat_c = _csr_descriptor(lib, m, n, c_crow, None, None, 0, value_type)
         _check(lib.cusparseSpGEMM_createDescr(ctypes.byref(descr)), "cusparseSpGEMM_createDescr")
         args = (handle, _OP_NON_TRANSPOSE, _OP_NON_TRANSPOSE, ctypes.byref(alpha), mat_a, mat_b, ctypes.byref(beta),
                 mat_c, value_type, _SPGEMM_ALG2, descr)
@@ -169,7 +191,8 @@ def spgemm(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         if descr.value:
             lib.cusparseSpGEMM_destroyDescr(descr)
         for mat in (mat_a, mat_b, mat_c):
-            lib.cusparseDestroySpMat(mat)
+            if mat.value:
+                lib.cusparseDestroySpMat(mat)
         # The buffers are released to torch's caching allocator on the current stream: work queued
         # after this reuses them only after the copy above (stream order).
         del buffers

@@ -293,10 +293,12 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     (a host synchronization per product cost ~0.1 ms each), and should a product be unsorted, all
     is recomputed with each product sorted (``sort_each``).
 
-    Where every factor qualifies for cuSPARSE's ALG2 (:mod:`slactl.engine.ops.cusparse_spgemm`:
-    32-bit indices on CUDA), it multiplies, with about a third of the default algorithm's work
-    space per product, and the default chunk is ``alg2_products`` products if that is larger (the
-    sa-amg set-up passes 4 per unknown of the problem: fewer chunks, each ~0.35 ms of fixed cost).
+    Given ``alg2_products``, where every factor qualifies for cuSPARSE's ALG2
+    (:mod:`slactl.engine.ops.cusparse_spgemm`: 32-bit indices on CUDA) and the product has at
+    most ``_ALG2_MAX_PRODUCTS`` scalar products, ALG2 multiplies, with about a third of the default
+    algorithm's work space per product, and the default chunk is ``alg2_products`` products if
+    that is larger (the sa-amg set-up passes 4 per unknown of the problem: fewer chunks, each
+    ~0.35 ms of fixed cost).
     """
     A = factors[0]
     m, n = A.shape[0], factors[-1].shape[1]

@@ -66,7 +66,7 @@ def _fused(A: SparseMatrix, s: torch.Tensor, v: torch.Tensor, steps: int) -> tup
     # and write the Lanczos vectors in place (v among them: the caller's v is left as it was)
     crow, col, val = (t.contiguous() for t in (A.pattern.crow, A.pattern.col, A.values.detach()))
     s = s.contiguous()
-    u, u_prev, w = v.clone(memory_format=torch.contiguous_format), torch.zeros_like(v), torch.empty_like(v)
+    u, u_prev = v.clone(memory_format=torch.contiguous_format), torch.zeros_like(v)
     for step in range(steps):
         # w may be written over u_prev (each row read before it is written, by its own program)
         K._lanczos_apply[(G,)](crow, col, val, s, u, u_prev, u_prev, norms, alphas, n, step, G, blocks,

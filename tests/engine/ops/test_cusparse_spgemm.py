@@ -31,17 +31,29 @@ def _reference(A: sp.csr_matrix, B: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.cs
     return C, structure
 
 
-def test_declines_what_it_cannot_multiply():
+def test_declines_cpu_tensors():
     A = slactl.SparseMatrix.from_scipy(_random(20, 20, 0.2, 0))
     a = A.pattern.torch_csr(A.values)
-    assert not cusparse_spgemm.available(a, a)  # CPU tensors
+    assert not cusparse_spgemm.available(a, a)
     assert not cusparse_spgemm.available_for(A, A)
-    if torch.cuda.is_available():
-        Ac = slactl.SparseMatrix.from_scipy(_random(20, 20, 0.2, 0), device="cuda")
-        wide = torch.sparse_csr_tensor(Ac.pattern.crow.long(), Ac.pattern.col.long(), Ac.values, size=Ac.shape)
-        assert not cusparse_spgemm.available(wide, wide)  # 64-bit indices
-        half = Ac.pattern.torch_csr(Ac.values.half())
-        assert not cusparse_spgemm.available(half, half)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_declines_what_it_cannot_multiply_on_cuda():
+    S = _random(20, 20, 0.2, 0)
+    Ac = slactl.SparseMatrix.from_scipy(S, device="cuda")
+    a = Ac.pattern.torch_csr(Ac.values)
+    assert cusparse_spgemm.available(a, a) and cusparse_spgemm.available_for(Ac, Ac)
+    wide = torch.sparse_csr_tensor(Ac.pattern.crow.long(), Ac.pattern.col.long(), Ac.values, size=Ac.shape)
+    assert not cusparse_spgemm.available(wide, wide)  # 64-bit indices
+    half = Ac.pattern.torch_csr(Ac.values.half())
+    assert not cusparse_spgemm.available(half, half)
+    assert not cusparse_spgemm.available(a, a.to(torch.float32))  # mixed dtypes
+    single = slactl.SparseMatrix.from_scipy(S, device="cuda", dtype=torch.float32)
+    assert not cusparse_spgemm.available_for(Ac, single)
+    batch = slactl.SparseMatrix.from_pattern(Ac.pattern, torch.stack([Ac.values, Ac.values]))
+    assert not cusparse_spgemm.available_for(Ac, batch)  # a batch of value vectors
 
 
 @pytest.mark.gpu
@@ -69,11 +81,18 @@ def test_product_equals_scipy(dtype, shape):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_an_empty_factor_gives_an_empty_product():
+def test_empty_products():
+    """An empty factor (answered without cuSPARSE), and two nonempty factors whose product is
+    empty (A's columns meet only B's empty rows: cuSPARSE's own answer)."""
     A = slactl.SparseMatrix.from_scipy(_random(30, 20, 0.1, 3), device="cuda")
     Z = slactl.SparseMatrix.from_scipy(sp.csr_matrix((20, 10)), device="cuda")
     crow, col, val = cusparse_spgemm.spgemm(A.pattern.torch_csr(A.values), Z.pattern.torch_csr(Z.values))
     assert crow.shape == (31,) and int(crow.abs().sum()) == 0 and col.numel() == val.numel() == 0
+    left = sp.csr_matrix((np.ones(3), ([0, 1, 2], [0, 1, 2])), shape=(4, 6))  # columns 0-2 only
+    right = sp.csr_matrix((np.ones(2), ([4, 5], [1, 3])), shape=(6, 5))  # rows 4-5 only
+    L, R = (slactl.SparseMatrix.from_scipy(M, device="cuda") for M in (left, right))
+    crow, col, val = cusparse_spgemm.spgemm(L.pattern.torch_csr(L.values), R.pattern.torch_csr(R.values))
+    assert crow.tolist() == [0] * 5 and col.numel() == val.numel() == 0
 
 
 @pytest.mark.gpu

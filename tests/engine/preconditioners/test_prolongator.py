@@ -227,3 +227,9 @@ def test_filtered_matrix_is_none_where_little_is_weak():
     S[0, 1] = S[1, 0] = -1e-3  # two weak entries of 1216
     assert filtered_matrix(slactl.SparseMatrix.from_scipy(S.tocsr()), 0.08) is None
     assert filtered_matrix(slactl.SparseMatrix.from_scipy(generate("anisotropic2d", 16).matrix), 0.08) is not None
+    # stored zeros (30% of the entries) are not weak couplings
+    P = poisson2d(16).tocoo()
+    extra = np.arange(0, 256 - 3, 3)
+    rows, cols = np.r_[P.row, extra, extra + 3], np.r_[P.col, extra + 3, extra]
+    padded = sp.csr_matrix((np.r_[P.data, np.zeros(2 * extra.size)], (rows, cols)), shape=P.shape)
+    assert padded.nnz > 1.1 * P.nnz and filtered_matrix(slactl.SparseMatrix.from_scipy(padded), 0.08) is None

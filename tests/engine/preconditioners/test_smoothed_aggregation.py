@@ -466,7 +466,7 @@ def test_filtered_smoothing_keeps_anisotropic_prolongators_on_their_grid_lines()
     assert filtered.operator_complexity < 0.7 * plain.operator_complexity
     line = np.arange(N * N) // N  # the grid line (y index) of every unknown: x is the strong direction
     for M, crosses in ((filtered, False), (plain, True)):
-        P, T = M.levels[0].P.to_scipy().tocoo(), M.levels[0].P.to_scipy()
+        P = M.levels[0].P.to_scipy().tocoo()
         ids, count, _ = aggregate(strength_graph(A, M.theta, 1, symmetric=True), M.seed)
         lines_of = [set() for _ in range(count)]
         for i, a in enumerate(ids.tolist()):
