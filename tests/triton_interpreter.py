@@ -38,3 +38,23 @@ def with_strided_values(A):
     strided = A.with_values(batch[:, 0])
     assert not strided.values.is_contiguous()
     return strided
+
+
+def ptx_for_sm90(kernel, signature: dict, constexprs: dict, **options) -> str:
+    """The PTX of a Triton kernel compiled for an H100/H200 (sm_90) without a device: Triton's
+    whole pipeline (MLIR, LLVM, PTX, ptxas). ``signature`` names every argument's type
+    (``"constexpr"`` for the ``constexprs``); the test is skipped where this Triton lacks the
+    ahead-of-time API. ``options`` add to ``num_warps=4``."""
+    import pytest
+
+    try:
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError as exc:
+        pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
+    try:
+        src = ASTSource(kernel, signature, constexprs)
+    except TypeError as exc:
+        pytest.skip(f"this triton's ASTSource takes other arguments: {exc}")
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, **options}).asm["ptx"]
