@@ -40,6 +40,19 @@ def with_strided_values(A):
     return strided
 
 
+def require_triton_compiler() -> None:
+    """Skips the calling test where Triton, or its ahead-of-time API (ASTSource, GPUTarget), is
+    missing (CI has no Triton). Call it before loading a kernel module: they import triton."""
+    import pytest
+
+    try:
+        import triton  # noqa: F401
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
+
+
 def ptx_for_sm90(kernel, signature: dict, constexprs: dict, **options) -> str:
     """The PTX of a Triton kernel compiled for an H100/H200 (sm_90) without a device: Triton's
     whole pipeline (MLIR, LLVM, PTX, ptxas). ``signature`` names every argument's type
@@ -47,12 +60,11 @@ def ptx_for_sm90(kernel, signature: dict, constexprs: dict, **options) -> str:
     ahead-of-time API. ``options`` add to ``num_warps=4``."""
     import pytest
 
-    try:
-        import triton
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-    except ImportError as exc:
-        pytest.skip(f"this triton has no ASTSource / GPUTarget: {exc}")
+    require_triton_compiler()
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
     try:
         src = ASTSource(kernel, signature, constexprs)
     except TypeError as exc:
