@@ -131,22 +131,27 @@ def _csr_descriptor(lib, rows: int, cols: int, crow: torch.Tensor, col: torch.Te
     return descr
 
 
-def spgemm(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def spgemm(a: torch.Tensor, b: torch.Tensor, stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``a @ b`` of two CUDA CSR tensors (:func:`available`): the product's ``(crow, col, values)``,
     int32 indices, rows sorted. Work buffers come from torch's caching allocator, on the current
-    stream. Raises RuntimeError on a cuSPARSE failure ("insufficient resources" where cuSPARSE says so)."""
+    stream. Given ``stats``, its ``"peak_bytes"`` is set to the most device memory the product held
+    at once beyond its inputs (work buffers and the result). Raises RuntimeError on a cuSPARSE
+    failure ("insufficient resources" where cuSPARSE says so)."""
     lib = _load()
     m, n = a.shape[0], b.shape[1]
     device = a.device
     if m == 0 or n == 0 or a._nnz() == 0 or b._nnz() == 0:  # (cuSPARSE is not asked about empty products)
+        if stats is not None:
+            stats["peak_bytes"] = 4 * (m + 1)
         return (torch.zeros(m + 1, dtype=torch.int32, device=device), torch.empty(0, dtype=torch.int32, device=device),
                 torch.empty(0, dtype=a.dtype, device=device))
     value_type = _VALUE_TYPES[a.dtype]
     with _lock, torch.cuda.device(device):
-        return _spgemm(lib, a, b, value_type)
+        return _spgemm(lib, a, b, value_type, stats)
 
 
-def _spgemm(lib, a: torch.Tensor, b: torch.Tensor, value_type: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _spgemm(lib, a: torch.Tensor, b: torch.Tensor, value_type: int,
+            stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`spgemm` on ``a``'s device, the handle held."""
     m, n, device = a.shape[0], b.shape[1], a.device
     handle = _handle(device)
@@ -187,6 +192,10 @@ def _spgemm(lib, a: torch.Tensor, b: torch.Tensor, value_type: int) -> tuple[tor
         _check(lib.cusparseCsrSetPointers(mat_c, ctypes.c_void_p(c_crow.data_ptr()), ctypes.c_void_p(c_col.data_ptr()),
                                           ctypes.c_void_p(c_val.data_ptr())), "cusparseCsrSetPointers")
         _check(lib.cusparseSpGEMM_copy(*args), "cusparseSpGEMM_copy")
+        if stats is not None:  # the result's row offsets throughout; the estimate's scratch, or the
+            # compute buffer and the result's entries, beside the first buffer
+            stats["peak_bytes"] = (4 * (m + 1) + size1.value
+                                   + max(size3.value, size2.value + nnz.value * (4 + c_val.element_size())))
     finally:
         if descr.value:
             lib.cusparseSpGEMM_destroyDescr(descr)

@@ -280,8 +280,39 @@ def _tentative_one_vector(agg: torch.Tensor, count: int, b: torch.Tensor) -> Ten
     return Tentative(T, norm[:, None])
 
 
+@dataclass
+class MemoryBudget:
+    """Device memory that the chunks of the ALG2 products of one set-up may take: up to ``ceiling``
+    bytes allocated (torch's caching allocator, the device's total), at ``bytes_per_product`` per
+    scalar product of a chunk's first multiplication. That starts as a prior and becomes the
+    largest measured so far, with a margin (:meth:`observe`: cuSPARSE's buffers, the intermediate
+    product and the result, which differ from problem to problem: the intermediate of
+    anisotropic operators is larger per product than Poisson's). A chunk grows to at most
+    ``max_products``: beyond that its fixed cost is small against its kernels, and a larger one
+    only maps fresh device memory (H200, chunks of all the room: 2D Poisson 16M set-up +10 ms)."""
+
+    ceiling: int
+    bytes_per_product: float = 24.0
+    measured: bool = False
+    max_products: int = 2**24
+
+    def products(self, device: torch.device, floor: int) -> int:
+        """Scalar products for the next chunk: what the room left holds (at most ``max_products``),
+        at least ``floor``."""
+        room = self.ceiling - torch.cuda.memory_allocated(device)
+        return max(floor, min(self.max_products, int(room / self.bytes_per_product)))
+
+    def observe(self, peak_bytes: int, products: int) -> None:
+        """A chunk of ``products`` first-multiplication products held ``peak_bytes`` at most."""
+        if products > 0:
+            measured = 1.1 * peak_bytes / products
+            self.bytes_per_product = max(self.bytes_per_product, measured) if self.measured else measured
+            self.measured = True
+
+
 def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engine: str | None = None,
-                   sort_each: bool = False, alg2_products: int | None = None) -> SparseMatrix:
+                   sort_each: bool = False, alg2_products: int | None = None,
+                   memory: MemoryBudget | None = None) -> SparseMatrix:
     """``F_1 @ F_2 @ ... @ F_k`` (no gradient): sorted, duplicate-free rows, int32 indices where they fit.
 
     ``engine="scipy"`` (the default on the CPU) multiplies on the host; ``"torch"`` (the default on
@@ -298,7 +329,8 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     most ``_ALG2_MAX_PRODUCTS`` scalar products, ALG2 multiplies, with about a third of the default
     algorithm's work space per product, and the default chunk is ``alg2_products`` products if
     that is larger (the sa-amg set-up passes 4 per unknown of the problem: fewer chunks, each
-    ~0.35 ms of fixed cost).
+    ~0.35 ms of fixed cost). Given ``memory`` as well (and no ``max_products``), the chunks grow to
+    what its room holds, chunk by chunk, from the memory each chunk was measured to take.
     """
     A = factors[0]
     m, n = A.shape[0], factors[-1].shape[1]
@@ -321,22 +353,26 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     alg2 = bool(alg2_products) and total <= _ALG2_MAX_PRODUCTS and cusparse_spgemm.available_for(*factors)
     if alg2:
         budget = max(budget, alg2_products)
-    cuts = _row_cuts(A, per_row_end, total, max_products or budget, max_chunks=16 if max_products is None else 2**62)
-    del per_row_end
+    adaptive = alg2 and memory is not None and max_products is None
+    if adaptive:
+        chunks = _adaptive_chunks(A, per_row_end, total, max(budget, -(-total // 16)), memory)
+    else:
+        cuts = _row_cuts(A, per_row_end, total, max_products or budget, max_chunks=16 if max_products is None else 2**62)
+        entry_cuts = A.pattern.crow[cuts].tolist()  # the chunks' entry ranges, in one synchronization
+        chunks = ((r0, r1, (entry_cuts[k], entry_cuts[k + 1]), None) for k, (r0, r1) in enumerate(zip(cuts[:-1], cuts[1:])))
+        del per_row_end
     right = [F.pattern.torch_csr(F.values.detach()) for F in factors[1:]]
     crows, cols, vals, offset = [torch.zeros(1, dtype=torch.int64, device=A.device)], [], [], 0
-    entry_cuts = A.pattern.crow[cuts].tolist()  # the chunks' entry ranges, in one synchronization
     # Column indices are kept in int32 as soon as the column count allows (the pieces, their
     # concatenation and no final cast: at the first level's S @ T this was a third of the set-up's
     # peak memory); a single piece is not copied.
     col_dtype = torch.int32 if n < 2**31 else torch.int64
     # (the CPU's products are not sorted: each is sorted there)
     unsorted: list[torch.Tensor] | None = None if sort_each or A.device.type != "cuda" else []
-    for k, (r0, r1) in enumerate(zip(cuts[:-1], cuts[1:])):
+    for r0, r1, bounds, peaks in chunks:
         if r1 <= r0:
             continue
-        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, (entry_cuts[k], entry_cuts[k + 1]), unsorted,
-                                                        alg2=alg2):
+        for crow, col, val in _product_rows_or_fallback(A, right, r0, r1, bounds, unsorted, alg2=alg2, peaks=peaks):
             crows.append(crow[1:].to(torch.int64) + offset)
             cols.append(col.to(col_dtype))
             vals.append(val)
@@ -345,7 +381,7 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
     if unsorted and bool(torch.stack(unsorted).any()):
         del crows, cols, vals
         return sparse_product(*factors, max_products=max_products, engine=engine, sort_each=True,
-                              alg2_products=alg2_products)
+                              alg2_products=alg2_products, memory=memory)
     crow = torch.cat(crows)
     if not cols:  # no rows
         empty = torch.zeros(0, dtype=torch.int64, device=A.device)
@@ -360,7 +396,8 @@ def sparse_product(*factors: SparseMatrix, max_products: int | None = None, engi
 
 
 def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense_entries: int = 0,
-                     symmetric: bool = False, alg2_products: int | None = None) -> SparseMatrix:
+                     symmetric: bool = False, alg2_products: int | None = None,
+                     memory: MemoryBudget | None = None) -> SparseMatrix:
     """The Galerkin product ``R A P`` (no gradient).
 
     By :func:`sparse_product`, unless ``P`` as a dense ``n x n_c`` array holds at most
@@ -371,8 +408,8 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     smoothed aggregation on 3D problems: there a sparse product of a 20,612-row level took 325 ms
     on an H200, its dense counterpart a few milliseconds). ``symmetric`` averages the dense result
     with its transpose, so a symmetric ``A`` gives a coarse matrix symmetric to the last bit (and a
-    structurally symmetric pattern, which the strength graph relies on). ``alg2_products``: as
-    :func:`sparse_product`'s.
+    structurally symmetric pattern, which the strength graph relies on). ``alg2_products`` and
+    ``memory``: as :func:`sparse_product`'s.
     """
     n, nc = P.shape
     dense = max(n, nc) * nc  # entries of the largest dense temporary
@@ -380,7 +417,7 @@ def galerkin_product(R: SparseMatrix, A: SparseMatrix, P: SparseMatrix, *, dense
     # what cuSPARSE's work space grows with): levels that have filled in.
     products = R.nnz * (A.nnz / max(n, 1))
     if dense_entries <= 0 or (dense > dense_entries and 2 * dense > products):
-        return sparse_product(R, A, P, alg2_products=alg2_products)
+        return sparse_product(R, A, P, alg2_products=alg2_products, memory=memory)
     with torch.no_grad():
         AP = torch.sparse.mm(A.pattern.torch_csr(A.values.detach()), P.detach().to_dense())
         Ac = torch.sparse.mm(R.pattern.torch_csr(R.values.detach()), AP)
@@ -423,19 +460,46 @@ def _row_cuts(A: SparseMatrix, per_row_end: torch.Tensor, total: int, budget: in
     return [0] + inner.tolist() + [m]
 
 
+def _adaptive_chunks(A: SparseMatrix, per_row_end: torch.Tensor, total: int, floor: int, memory: MemoryBudget):
+    """Row chunks ``(r0, r1, entry bounds, peaks)`` of ``A`` for :func:`sparse_product`, each as
+    many products as ``memory`` has room for (at least ``floor``), decided when the previous chunk
+    is done: the caller fills ``peaks`` (:func:`_product_rows`) and its largest entry tells
+    ``memory`` what a product took. One host synchronization per chunk."""
+    m, device = A.shape[0], A.device
+    r0, e0, done = 0, 0, 0
+    while r0 < m:
+        chunk = memory.products(device, floor)
+        if done + chunk >= total:
+            r1, e1, reached = m, A.col.numel(), total
+        else:
+            target = torch.tensor([done + chunk], dtype=torch.int64, device=device)
+            cut = torch.searchsorted(per_row_end, target, right=True).clamp(min=r0 + 1, max=m)
+            r1, e1, reached = torch.cat([cut, A.pattern.crow[cut].to(torch.int64), per_row_end[cut - 1]]).tolist()
+        peaks: list[int] = []
+        yield r0, r1, (e0, e1), peaks
+        if peaks:
+            memory.observe(max(peaks), reached - done)
+        r0, e0, done = r1, e1, reached
+
+
 def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
                   bounds: tuple[int, int] | None = None, unsorted: list[torch.Tensor] | None = None,
-                  alg2: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  alg2: bool = False, peaks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``r0:r1`` of ``A @ right[0] @ right[1] ...`` by cuSPARSE (:func:`_multiply`): CSR arrays, rows
     sorted, or, given ``unsorted``, as cuSPARSE left them, with a device flag per product appended
     to ``unsorted`` (true where a row is not sorted). ``bounds``: the entry range of those rows in
     ``A``, when the caller has it (saves two host synchronizations per chunk). ``alg2``: by
-    cuSPARSE's ALG2 where it applies."""
+    cuSPARSE's ALG2 where it applies. ``peaks``: each multiplication by ALG2 appends the most
+    device memory it held at once, the intermediate it multiplies included."""
     crow = A.pattern.crow[r0 : r1 + 1]
     lo, hi = (int(crow[0]), int(crow[-1])) if bounds is None else bounds
     c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
-    for b in right:
-        c = _multiply(c, b, alg2)
+    for k, b in enumerate(right):
+        stats = None if peaks is None else {}
+        held = 0 if k == 0 else sum(t.numel() * t.element_size() for t in _csr_arrays(c))
+        c = _multiply(c, b, alg2, stats)
+        if stats and "peak_bytes" in stats:
+            peaks.append(held + stats["peak_bytes"])
         if unsorted is None:
             c = _sorted(*c, b.shape[1])
         else:
@@ -444,12 +508,13 @@ def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
     return _csr_arrays(c)
 
 
-def _multiply(a: torch.Tensor, b: torch.Tensor, alg2: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _multiply(a: torch.Tensor, b: torch.Tensor, alg2: bool = False,
+              stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``a @ b`` of two CSR tensors as CSR arrays: with ``alg2``, cuSPARSE's ALG2 where it applies
-    (:mod:`slactl.engine.ops.cusparse_spgemm`: a third of the default algorithm's work space),
-    else ``torch.sparse.mm`` (the default algorithm)."""
+    (:mod:`slactl.engine.ops.cusparse_spgemm`: a third of the default algorithm's work space; it
+    fills ``stats``), else ``torch.sparse.mm`` (the default algorithm)."""
     if alg2 and cusparse_spgemm.available(a, b):
-        return cusparse_spgemm.spgemm(a, b)
+        return cusparse_spgemm.spgemm(a, b) if stats is None else cusparse_spgemm.spgemm(a, b, stats)
     return _csr_arrays(torch.sparse.mm(a, b))
 
 
@@ -459,7 +524,7 @@ _EXPAND_PRODUCTS = 2**22
 
 def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
                               bounds: tuple[int, int] | None = None, unsorted: list[torch.Tensor] | None = None,
-                              alg2: bool = False) -> list[tuple[torch.Tensor, ...]]:
+                              alg2: bool = False, peaks: list[int] | None = None) -> list[tuple[torch.Tensor, ...]]:
     """:func:`_product_rows`, and where cuSPARSE's SpGEMM fails with "insufficient resources"
     (a known failure of its default algorithm on some large inputs, which torch gives no way to
     swap: CUDALibrarySamples#38, cupy#10033; seen on H200 on the ranks of a distributed Galerkin
@@ -467,7 +532,7 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     failing part holds at most ``_EXPAND_PRODUCTS`` products, which :func:`_expand_sort_compress`
     multiplies without cuSPARSE. Pieces in row order."""
     try:
-        return [_product_rows(A, right, r0, r1, bounds, unsorted, alg2=alg2)]
+        return [_product_rows(A, right, r0, r1, bounds, unsorted, alg2=alg2, peaks=peaks)]
     except RuntimeError as exc:
         if "insufficient resources" not in str(exc):
             raise

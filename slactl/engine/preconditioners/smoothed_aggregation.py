@@ -43,6 +43,7 @@ from slactl.engine.cuda_graphs import capture, capture_stream
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.pattern import index_dtype_for
 from slactl.engine.preconditioners._aggregation import (
+    MemoryBudget,
     aggregate,
     galerkin_product,
     strength_graph,
@@ -70,6 +71,16 @@ _MAX_COARSE_DEFAULT = 1000
 # ALG2 at 4 per unknown 27-28 / 273, 50-54 / 260, 68-69 / 279; at 6 the anisotropic peak is 312,
 # at 8 356 (1M 25 ms at 284).
 _GALERKIN_PRODUCTS_PER_UNKNOWN = 4
+# ... or more: what fits in the device memory left under a ceiling of this many bytes per unknown
+# above what was allocated when the set-up began (_aggregation.MemoryBudget: from the bytes each
+# chunk was measured to take per product). The coarse levels, and the finest where the hierarchy
+# holds little, take fewer chunks (~0.35 ms of cuSPARSE's fixed cost each), while a level whose
+# operators are large keeps its peak. 0 turns it off. H200 (benchmarks/raw/sa_amg_h200_ceiling_
+# 2026-11-23): 2D Poisson 1M, 12 -> 9 cuSPARSE calls per set-up, set-up 1-3 ms less, peak 273
+# either way; 4M, 16M and anisotropic 4M unchanged (24 / 12 / 20 calls, peaks 260 / 261 / 279).
+# A fixed estimate of 16 bytes per product instead of the measured one let anisotropic 4M peak
+# at 354, and chunks of all the room (no MemoryBudget.max_products) cost 16M ~10 ms of set-up.
+_GALERKIN_CEILING_PER_UNKNOWN = 200
 _MAX_COARSE_GPU = 2500
 
 
@@ -249,6 +260,9 @@ class SmoothedAggregation(AMG):
         watch = _Stopwatch(A.device)
         Al = SparseMatrix.from_pattern(A.pattern, A.values.detach())
         filtering = self.filter_weak
+        memory = None
+        if A.device.type == "cuda" and _GALERKIN_CEILING_PER_UNKNOWN > 0:
+            memory = MemoryBudget(torch.cuda.memory_allocated(A.device) + int(_GALERKIN_CEILING_PER_UNKNOWN * n))
         for depth in range(self.max_levels):
             rows = Al.shape[0]
             last = (depth == self.max_levels - 1 or rows <= max_coarse
@@ -309,7 +323,7 @@ class SmoothedAggregation(AMG):
             levels.append(Level(Al, P, R, inv_diag, lam))
             # Galerkin: sparse in row chunks of R, or sparse x dense once the coarse space is small
             Al = galerkin_product(R, Al, P, dense_entries=dense_entries, symmetric=self.symmetric,
-                                  alg2_products=_GALERKIN_PRODUCTS_PER_UNKNOWN * n)
+                                  alg2_products=int(_GALERKIN_PRODUCTS_PER_UNKNOWN * n), memory=memory)
             watch.lap("Galerkin R A P")
         if not self.reused_aggregates and self.reuse_aggregates:
             snapshot = None if self.near_nullspace is None else torch.as_tensor(self.near_nullspace).clone()
@@ -348,7 +362,8 @@ class SmoothedAggregation(AMG):
         key = (tuple(r.shape), r.dtype, r.device)
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._graphs[key] = _capture(lambda x: self._cycle(0, x), r)
+            out, self._graphs[key] = _run_and_capture(lambda x: self._cycle(0, x), r)
+            return out
         if entry is False:  # capture failed once: eager from now on
             return None
         graph, static_in, static_out = entry
@@ -399,20 +414,28 @@ class _Stopwatch:
         self.t = self._now()
 
 
-def _capture(cycle, r: torch.Tensor):
-    """``(graph, static_in, static_out)`` replaying ``cycle`` on ``static_in``, or False."""
-    static_in = r.detach().clone()
+def _run_and_capture(cycle, r: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """``cycle(r)``, run eagerly, and ``(graph, static_in, static_out)`` replaying ``cycle`` on
+    ``static_in``, or False where the capture fails.
+
+    The eager run is the capture's warm-up (cuSPARSE descriptors, cuBLAS's work space on the
+    capture stream and Triton's compilations exist before the capture) and its result is the
+    first application's: the capture, host work only, overlaps the device running it, and no
+    separate warm-up cycle is spent (it took 1.1-1.7 ms of a first solve at 1M on an H200)."""
+    current = torch.cuda.current_stream(r.device)
     side = capture_stream(r.device)
-    side.wait_stream(torch.cuda.current_stream(r.device))
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        out = cycle(r)
+    current.wait_stream(side)
+    out.record_stream(current)  # allocated on the side stream, used on the caller's
+    static_in = r.detach().clone()
     try:
-        with torch.cuda.stream(side):  # warm-up: cuSPARSE descriptors and buffers exist before capture
-            cycle(static_in)
-        torch.cuda.current_stream(r.device).wait_stream(side)
         graph, static_out = capture(lambda: cycle(static_in), r.device)
     except RuntimeError:  # an operation that cannot be captured: stay eager
         torch.cuda.synchronize(r.device)
-        return False
-    return graph, static_in, static_out
+        return out, False
+    return out, (graph, static_in, static_out)
 
 
 def _same_nullspace(cached: Any, B: Any) -> bool:

@@ -126,3 +126,53 @@ def test_chunked_galerkin_products_by_alg2_equal_scipy(chunked, monkeypatch):
     monkeypatch.setattr(_aggregation, "_ALG2_MAX_PRODUCTS", 100)
     _aggregation.sparse_product(R, A, P, alg2_products=10**7)
     assert calls == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_stats_report_the_memory_the_product_held():
+    """``stats["peak_bytes"]`` against torch's own count of the peak the product allocated."""
+    As, Bs = _random(20000, 15000, 0.0008, 4), _random(15000, 18000, 0.0008, 5)
+    A = slactl.SparseMatrix.from_scipy(As, device="cuda")
+    B = slactl.SparseMatrix.from_scipy(Bs, device="cuda")
+    a, b = A.pattern.torch_csr(A.values), B.pattern.torch_csr(B.values)
+    cusparse_spgemm.spgemm(a, b)  # (the handle and the library's own allocations first)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    stats: dict = {}
+    out = cusparse_spgemm.spgemm(a, b, stats)
+    torch.cuda.synchronize()
+    actual = torch.cuda.max_memory_allocated() - before
+    assert out[1].numel() == (As @ Bs).nnz
+    assert abs(actual - stats["peak_bytes"]) <= 0.02 * actual + 64 * 512  # (the allocator's rounding)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_memory_budgeted_galerkin_product_equals_scipy(monkeypatch):
+    """Chunks sized by the memory left (none: the floor's 16 chunks; a little; all of it in one)
+    give SciPy's product, in fewer cuSPARSE calls the more room there is."""
+    from slactl.engine.preconditioners import SmoothedAggregation, _aggregation
+    from problems import poisson2d
+
+    S = poisson2d(80)
+    A = slactl.SparseMatrix.from_scipy(S, device="cuda")
+    M = SmoothedAggregation(A, max_coarse=20)
+    P, R = M.levels[0].P, M.levels[0].R
+    ref = (R.to_scipy() @ S @ P.to_scipy()).tocsr()
+    ref.sort_indices()
+    monkeypatch.setattr(_aggregation, "_CHUNK_PRODUCTS", 1000)
+    calls = []
+    real = cusparse_spgemm.spgemm
+    monkeypatch.setattr(cusparse_spgemm, "spgemm", lambda a, b, *stats: calls.append(1) or real(a, b, *stats))
+    counts = []
+    for room in (0, 200_000, 10**10):
+        calls.clear()
+        memory = _aggregation.MemoryBudget(torch.cuda.memory_allocated() + room)
+        got = _aggregation.sparse_product(R, A, P, alg2_products=500, memory=memory).to_scipy()
+        assert (got.indptr == ref.indptr).all() and (got.indices == ref.indices).all()
+        np.testing.assert_allclose(got.data, ref.data, rtol=1e-13, atol=1e-13)
+        assert memory.measured and memory.bytes_per_product > 0
+        counts.append(len(calls))
+    assert counts[0] >= counts[1] >= counts[2] == 2 and counts[0] > 2

@@ -237,6 +237,83 @@ def test_cuda_graph_replay_equals_the_eager_cycle():
     torch.testing.assert_close(graphed.apply(R), eager.apply(R), rtol=1e-12, atol=1e-12)
 
 
+def test_memory_budgeted_chunks_cover_the_rows_and_follow_the_room(monkeypatch):
+    """The chunks of a memory-budgeted product (the device's allocation faked): contiguous, their
+    entry bounds those of the rows, at most what the room holds at the prior bytes per product,
+    then at the measured ones (with the margin), never fewer products than the floor."""
+    from slactl.engine.preconditioners import _aggregation
+
+    S = poisson2d(40)
+    A = slactl.SparseMatrix.from_scipy(S)
+    R = SmoothedAggregation(A, max_coarse=20).levels[0].R
+    per_row_end, total = _aggregation._products_per_row(R, A)
+    ends = per_row_end.tolist()
+    crow = R.pattern.crow.tolist()
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+
+    def products(r0, r1):
+        return ends[r1 - 1] - (ends[r0 - 1] if r0 else 0)
+
+    def run(ceiling, floor, measured_bytes, cap=2**24):
+        memory = _aggregation.MemoryBudget(ceiling, max_products=cap)
+        chunks = []
+        for r0, r1, (e0, e1), peaks in _aggregation._adaptive_chunks(R, per_row_end, total, floor, memory):
+            assert (e0, e1) == (crow[r0], crow[r1]) and r1 > r0
+            assert not chunks or chunks[-1][1] == r0
+            chunks.append((r0, r1, products(r0, r1), memory.bytes_per_product))
+            peaks.append(measured_bytes * products(r0, r1))
+        assert chunks[0][0] == 0 and chunks[-1][1] == R.shape[0]
+        return chunks, memory
+
+    chunks, memory = run(24 * 1000, 100, 12)
+    assert chunks[0][3] == 24.0 and chunks[0][2] <= 1000 < chunks[0][2] + ends[chunks[0][1]] - ends[chunks[0][1] - 1]
+    assert all(bpp == pytest.approx(13.2) for *_, bpp in chunks[1:])
+    assert all(p <= 24 * 1000 / 13.2 for _, _, p, _ in chunks[1:])
+    assert len(chunks) > 2 and memory.bytes_per_product == pytest.approx(13.2)
+    floor = total // 5
+    chunks, _ = run(0, floor, 12)  # no room: the floor's chunks
+    assert all(p <= floor + 20 for _, _, p, _ in chunks) and 5 <= len(chunks) <= 6
+    chunks, _ = run(10**9, 100, 12)  # room for all of it
+    assert len(chunks) == 1
+    chunks, _ = run(10**9, 100, 12, cap=total // 3)  # room for all of it, but chunks of at most a third
+    assert all(p <= total // 3 for _, _, p, _ in chunks) and 3 <= len(chunks) <= 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_memory_ceiling_takes_fewer_galerkin_chunks_for_the_same_hierarchy(monkeypatch):
+    """The Galerkin chunks grow to what the memory under the set-up's ceiling holds: fewer cuSPARSE
+    ALG2 calls, the same coarse operators as the floor's many small chunks."""
+    from slactl.engine.ops import cusparse_spgemm
+    from slactl.engine.preconditioners import _aggregation
+    from slactl.engine.preconditioners import smoothed_aggregation as sa
+
+    A = slactl.SparseMatrix.from_scipy(poisson2d(120), device="cuda")
+    if not cusparse_spgemm.available_for(A, A):
+        pytest.skip("no cuSPARSE ALG2 here")
+    calls = [0]
+    real = cusparse_spgemm.spgemm
+
+    def counted(a, b, *stats):
+        calls[0] += 1
+        return real(a, b, *stats)
+
+    monkeypatch.setattr(cusparse_spgemm, "spgemm", counted)
+    monkeypatch.setattr(_aggregation, "_CHUNK_PRODUCTS", 1000)
+    monkeypatch.setattr(sa, "_GALERKIN_PRODUCTS_PER_UNKNOWN", 0.1)
+    hierarchies, counts = [], []
+    for ceiling in (0, 10**5):
+        monkeypatch.setattr(sa, "_GALERKIN_CEILING_PER_UNKNOWN", ceiling)
+        calls[0] = 0
+        hierarchies.append(SmoothedAggregation(A, max_coarse=50))
+        counts.append(calls[0])
+    small, large = hierarchies
+    assert counts[1] < counts[0]
+    assert [lv.A.shape for lv in small.levels] == [lv.A.shape for lv in large.levels]
+    for a, b in zip(small.levels[1:], large.levels[1:]):
+        torch.testing.assert_close(a.A.to_dense(), b.A.to_dense(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("max_products", [None, 500, 10_000])
 def test_chunked_torch_triple_product_equals_scipy(max_products, device):
     """The CUDA path (row chunks through torch.sparse.mm) against SciPy, also exercised on the CPU."""
@@ -265,10 +342,10 @@ def test_products_that_cusparse_refuses_are_halved_then_expanded(fail_above, dev
 
     real = _aggregation._product_rows
 
-    def refuse(A, right, r0, r1, bounds=None, unsorted=None, alg2=False):
+    def refuse(A, right, r0, r1, bounds=None, unsorted=None, alg2=False, peaks=None):
         if r1 - r0 > fail_above:
             raise RuntimeError("CUDA error: insufficient resources when calling `cusparseSpGEMM_compute(...)`")
-        return real(A, right, r0, r1, bounds, unsorted, alg2=alg2)
+        return real(A, right, r0, r1, bounds, unsorted, alg2=alg2, peaks=peaks)
 
     monkeypatch.setattr(_aggregation, "_product_rows", refuse)
     monkeypatch.setattr(_aggregation, "_EXPAND_PRODUCTS", 300)
@@ -349,7 +426,7 @@ def test_transpose_on_cuda_equals_scipy():
 def test_other_product_errors_are_not_swallowed(monkeypatch):
     from slactl.engine.preconditioners import _aggregation
 
-    def broken(A, right, r0, r1, bounds=None, unsorted=None, alg2=False):
+    def broken(A, right, r0, r1, bounds=None, unsorted=None, alg2=False, peaks=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(_aggregation, "_product_rows", broken)
