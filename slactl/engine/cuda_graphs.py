@@ -10,6 +10,7 @@ directly on a side stream kept per device; the graph still gets a private memory
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
 
 import torch
@@ -32,21 +33,32 @@ def capture_stream(device: torch.device) -> Any:
 def capture(fn: Callable[[], Any], device: torch.device, *, capture_error_mode: str = "global") -> tuple[Any, Any]:
     """``(graph, fn())`` with ``fn``'s work recorded in ``graph`` (not run: replay it). Raises
     what ``fn`` or the capture raises (an operation that cannot be captured), after ending the
-    capture, so the stream is usable again."""
+    capture, so the stream is usable again.
+
+    Python's cyclic garbage collector is paused during the capture: it may free an earlier graph
+    (a preconditioner in a reference cycle), whose reset is not permitted while a stream captures
+    ("operation not permitted when stream is capturing (function reset)", seen in benchmarks
+    that build many hierarchies); it runs as usual afterwards."""
     graph = torch.cuda.CUDAGraph()
     side = capture_stream(device)
     current = torch.cuda.current_stream(device)
     side.wait_stream(current)
-    with torch.cuda.stream(side):
-        graph.capture_begin(capture_error_mode=capture_error_mode)
-        try:
-            out = fn()
-        except BaseException:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.cuda.stream(side):
+            graph.capture_begin(capture_error_mode=capture_error_mode)
             try:
-                graph.capture_end()
-            except RuntimeError:  # the capture was invalidated by the failing operation
-                pass
-            raise
-        graph.capture_end()
+                out = fn()
+            except BaseException:
+                try:
+                    graph.capture_end()
+                except RuntimeError:  # the capture was invalidated by the failing operation
+                    pass
+                raise
+            graph.capture_end()
+    finally:
+        if collecting:
+            gc.enable()
     current.wait_stream(side)
     return graph, out

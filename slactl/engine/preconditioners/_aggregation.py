@@ -287,9 +287,11 @@ class MemoryBudget:
     scalar product of a chunk's first multiplication. That starts as a prior and becomes the
     largest measured so far, with a margin (:meth:`observe`: cuSPARSE's buffers, the intermediate
     product and the result, which differ from problem to problem: the intermediate of
-    anisotropic operators is larger per product than Poisson's). A chunk grows to at most
-    ``max_products``: beyond that its fixed cost is small against its kernels, and a larger one
-    only maps fresh device memory (H200, chunks of all the room: 2D Poisson 16M set-up +10 ms)."""
+    anisotropic operators is larger per product than Poisson's). The prior carries no margin: a
+    first chunk may overshoot the room by its error (anisotropic 2D at 4M measured 25.7 bytes per
+    product against the prior's 24). A chunk grows to at most ``max_products``: beyond that its
+    fixed cost is small against its kernels, and a larger one only maps fresh device memory (H200,
+    chunks of all the room: 2D Poisson 16M set-up +10 ms)."""
 
     ceiling: int
     bytes_per_product: float = 24.0
@@ -297,8 +299,8 @@ class MemoryBudget:
     max_products: int = 2**24
 
     def products(self, device: torch.device, floor: int) -> int:
-        """Scalar products for the next chunk: what the room left holds (at most ``max_products``),
-        at least ``floor``."""
+        """Scalar products to aim the next chunk at: what the room left holds (at most
+        ``max_products``), at least ``floor``."""
         room = self.ceiling - torch.cuda.memory_allocated(device)
         return max(floor, min(self.max_products, int(room / self.bytes_per_product)))
 
@@ -461,10 +463,13 @@ def _row_cuts(A: SparseMatrix, per_row_end: torch.Tensor, total: int, budget: in
 
 
 def _adaptive_chunks(A: SparseMatrix, per_row_end: torch.Tensor, total: int, floor: int, memory: MemoryBudget):
-    """Row chunks ``(r0, r1, entry bounds, peaks)`` of ``A`` for :func:`sparse_product`, each as
-    many products as ``memory`` has room for (at least ``floor``), decided when the previous chunk
-    is done: the caller fills ``peaks`` (:func:`_product_rows`) and its largest entry tells
-    ``memory`` what a product took. One host synchronization per chunk."""
+    """Row chunks ``(r0, r1, entry bounds, peaks)`` of ``A`` for :func:`sparse_product`: the whole
+    rows up to as many products as ``memory`` has room for (:meth:`MemoryBudget.products`, at
+    least ``floor``; at least one row), decided when the previous chunk is done. The caller fills
+    ``peaks`` (:func:`_product_rows`) and its largest entry tells ``memory`` what a product took;
+    chunks of fewer than ``floor / 4`` products (a remainder, whose fixed overhead would inflate
+    the figure for the rest of the set-up) are not counted once a figure was measured. One host
+    synchronization per chunk."""
     m, device = A.shape[0], A.device
     r0, e0, done = 0, 0, 0
     while r0 < m:
@@ -477,7 +482,7 @@ def _adaptive_chunks(A: SparseMatrix, per_row_end: torch.Tensor, total: int, flo
             r1, e1, reached = torch.cat([cut, A.pattern.crow[cut].to(torch.int64), per_row_end[cut - 1]]).tolist()
         peaks: list[int] = []
         yield r0, r1, (e0, e1), peaks
-        if peaks:
+        if peaks and (not memory.measured or reached - done >= floor // 4):
             memory.observe(max(peaks), reached - done)
         r0, e0, done = r1, e1, reached
 
@@ -536,6 +541,8 @@ def _product_rows_or_fallback(A: SparseMatrix, right: list[torch.Tensor], r0: in
     except RuntimeError as exc:
         if "insufficient resources" not in str(exc):
             raise
+    if peaks is not None:  # a failed chunk's figures are partial; its halves' are not its own
+        peaks.clear()
     lo, hi = int(A.pattern.crow[r0]), int(A.pattern.crow[r1])
     first = right[0].crow_indices()
     products = int((first[1:] - first[:-1])[A.col[lo:hi].to(torch.int64)].sum()) if hi > lo else 0

@@ -76,7 +76,8 @@ _GALERKIN_PRODUCTS_PER_UNKNOWN = 4
 # chunk was measured to take per product). The coarse levels, and the finest where the hierarchy
 # holds little, take fewer chunks (~0.35 ms of cuSPARSE's fixed cost each), while a level whose
 # operators are large keeps its peak. 0 turns it off. H200 (benchmarks/raw/sa_amg_h200_ceiling_
-# 2026-11-23): 2D Poisson 1M, 12 -> 9 cuSPARSE calls per set-up, set-up 1-3 ms less, peak 273
+# 2026-11-23): 2D Poisson 1M, 12 -> 9 cuSPARSE calls per set-up, set-up 2.5 ms less on one
+# machine (uncapped chunks), within the noise on another (capped: the chosen setting), peak 273
 # either way; 4M, 16M and anisotropic 4M unchanged (24 / 12 / 20 calls, peaks 260 / 261 / 279).
 # A fixed estimate of 16 bytes per product instead of the measured one let anisotropic 4M peak
 # at 354, and chunks of all the room (no MemoryBudget.max_products) cost 16M ~10 ms of set-up.
@@ -425,9 +426,11 @@ def _run_and_capture(cycle, r: torch.Tensor) -> tuple[torch.Tensor, Any]:
     current = torch.cuda.current_stream(r.device)
     side = capture_stream(r.device)
     side.wait_stream(current)
-    with torch.cuda.stream(side):
-        out = cycle(r)
-    current.wait_stream(side)
+    try:
+        with torch.cuda.stream(side):
+            out = cycle(r)
+    finally:  # (also on an error: the caller's r may be reused on its stream only after side's reads)
+        current.wait_stream(side)
     out.record_stream(current)  # allocated on the side stream, used on the caller's
     static_in = r.detach().clone()
     try:

@@ -234,7 +234,25 @@ def test_cuda_graph_replay_equals_the_eager_cycle():
         torch.testing.assert_close(graphed.apply(r), eager.apply(r), rtol=1e-12, atol=1e-12)
     assert graphed._graphs and all(entry is not False for entry in graphed._graphs.values())
     R = torch.randn(A.shape[0], 3, dtype=torch.float64, device="cuda", generator=gen)
-    torch.testing.assert_close(graphed.apply(R), eager.apply(R), rtol=1e-12, atol=1e-12)
+    for _ in range(2):  # the first application of a shape is eager, the second a replay
+        torch.testing.assert_close(graphed.apply(R), eager.apply(R), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_failed_capture_leaves_the_cycle_eager(monkeypatch):
+    from slactl.engine.preconditioners import smoothed_aggregation as sa
+
+    def refuse(fn, device, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(sa, "capture", refuse)
+    A = slactl.SparseMatrix.from_scipy(poisson2d(48), device="cuda")
+    M, eager = SmoothedAggregation(A), SmoothedAggregation(A, cuda_graph=False)
+    r = torch.randn(A.shape[0], dtype=torch.float64, device="cuda")
+    for _ in range(2):
+        torch.testing.assert_close(M.apply(r), eager.apply(r), rtol=1e-12, atol=1e-12)
+    assert list(M._graphs.values()) == [False]
 
 
 def test_memory_budgeted_chunks_cover_the_rows_and_follow_the_room(monkeypatch):
@@ -277,6 +295,40 @@ def test_memory_budgeted_chunks_cover_the_rows_and_follow_the_room(monkeypatch):
     assert len(chunks) == 1
     chunks, _ = run(10**9, 100, 12, cap=total // 3)  # room for all of it, but chunks of at most a third
     assert all(p <= total // 3 for _, _, p, _ in chunks) and 3 <= len(chunks) <= 4
+
+
+def test_memory_budget_keeps_the_largest_bytes_per_product_of_full_chunks(monkeypatch):
+    """Synthetic products per row (one row above any chunk, empty rows) and a different measured
+    figure per chunk: every chunk makes progress, the figure is the largest per-product one so far
+    (of that chunk's own products) with the 10% margin, and a remainder smaller than a quarter of
+    the floor does not count."""
+    from slactl.engine.preconditioners import _aggregation
+
+    per_row = [30, 0, 40, 5000, 0, 30, 30, 60, 0, 10] * 6 + [5000, 3]  # products of each row
+    m = len(per_row)
+    S = sp.csr_matrix((np.ones(m), (np.arange(m), np.zeros(m, dtype=int))), shape=(m, 1))
+    A = slactl.SparseMatrix.from_scipy(S)
+    per_row_end = torch.cumsum(torch.tensor(per_row, dtype=torch.int64), 0)
+    total = int(per_row_end[-1])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    memory = _aggregation.MemoryBudget(24 * 300)  # room for 300 products at the prior
+    figures = iter([20, 50, 10, 30] * 10)
+    largest, seen = None, []
+    for r0, r1, (e0, e1), peaks in _aggregation._adaptive_chunks(A, per_row_end, total, 100, memory):
+        assert r1 > r0 and (e0, e1) == (r0, r1) and (not seen or seen[-1][1] == r0) and len(seen) < m
+        # (the chunks measured so far: the largest figure, with the margin)
+        assert memory.bytes_per_product == pytest.approx(24.0 if largest is None else 1.1 * largest)
+        products = sum(per_row[r0:r1])
+        assert products <= max(memory.products(A.device, 100), max(per_row[r0:r1]))  # whole rows
+        figure = 1000 if products < 100 // 4 else next(figures)  # (a remainder's overhead)
+        peaks += [figure * products // 2, figure * products]  # the chunk's largest counts
+        if largest is None or products >= 100 // 4:
+            largest = figure if largest is None else max(largest, figure)
+        seen.append((r0, r1))
+    assert seen[0][0] == 0 and seen[-1][1] == m
+    assert memory.bytes_per_product == pytest.approx(1.1 * largest)
+    assert any(per_row[r0:r1] == [5000] for r0, r1 in seen)  # the large row alone
+    assert per_row[seen[-1][0]:] == [3] and largest < 1000  # the remainder, not counted
 
 
 @pytest.mark.gpu
