@@ -501,9 +501,9 @@ def _product_rows(A: SparseMatrix, right: list[torch.Tensor], r0: int, r1: int,
     c = torch.sparse_csr_tensor(crow - lo, A.col[lo:hi], A.values.detach()[lo:hi], size=(r1 - r0, A.shape[1]))
     for k, b in enumerate(right):
         stats = None if peaks is None else {}
-        held = 0 if k == 0 else sum(t.numel() * t.element_size() for t in _csr_arrays(c))
+        held = 0 if stats is None or k == 0 else sum(t.numel() * t.element_size() for t in _csr_arrays(c))
         c = _multiply(c, b, alg2, stats)
-        if stats and "peak_bytes" in stats:
+        if stats:  # (filled by ALG2 only)
             peaks.append(held + stats["peak_bytes"])
         if unsorted is None:
             c = _sorted(*c, b.shape[1])
@@ -519,7 +519,7 @@ def _multiply(a: torch.Tensor, b: torch.Tensor, alg2: bool = False,
     (:mod:`slactl.engine.ops.cusparse_spgemm`: a third of the default algorithm's work space; it
     fills ``stats``), else ``torch.sparse.mm`` (the default algorithm)."""
     if alg2 and cusparse_spgemm.available(a, b):
-        return cusparse_spgemm.spgemm(a, b) if stats is None else cusparse_spgemm.spgemm(a, b, stats)
+        return cusparse_spgemm.spgemm(a, b, stats)
     return _csr_arrays(torch.sparse.mm(a, b))
 
 

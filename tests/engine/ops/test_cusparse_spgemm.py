@@ -112,7 +112,7 @@ def test_chunked_galerkin_products_by_alg2_equal_scipy(chunked, monkeypatch):
     assert cusparse_spgemm.available_for(R, A, P)
     calls = []
     real = cusparse_spgemm.spgemm
-    monkeypatch.setattr(cusparse_spgemm, "spgemm", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setattr(cusparse_spgemm, "spgemm", lambda a, b, *stats: calls.append(1) or real(a, b, *stats))
     got = _aggregation.sparse_product(R, A, P, max_products=3000 if chunked else None, alg2_products=10**7).to_scipy()
     ref = (R.to_scipy() @ S @ P.to_scipy()).tocsr()
     ref.sort_indices()
