@@ -258,7 +258,7 @@ def test_a_failed_capture_leaves_the_cycle_eager(monkeypatch):
 def test_memory_budgeted_chunks_cover_the_rows_and_follow_the_room(monkeypatch):
     """The chunks of a memory-budgeted product (the device's allocation faked): contiguous, their
     entry bounds those of the rows, at most what the room holds at the prior bytes per product,
-    then at the measured ones (with the margin), never fewer products than the floor."""
+    then at the measured ones (with the margin), aimed at no fewer products than the floor."""
     from slactl.engine.preconditioners import _aggregation
 
     S = poisson2d(40)
