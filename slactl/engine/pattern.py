@@ -112,8 +112,12 @@ class Pattern:
     def cached_pair(self, op: str, other: "Pattern", build: Callable[[], Any]) -> Any:
         """Memoize a symbolic result that depends on this pattern and ``other``.
 
-        The entry keeps ``other`` alive, so its ``id`` cannot be reused while the entry exists.
+        The entry keeps ``other`` alive, so its ``id`` cannot be reused while the entry exists. With
+        ``other`` this pattern itself (``A @ A``) the entry goes with the single-pattern results, so
+        that no reference cycle holds it (and its O(nnz) arrays) until the garbage collector runs.
         """
+        if other is self:
+            return self.cached((op, "self"), build)
         key = (op, id(other))
         hit = self._pair_cache.get(key)
         if hit is not None and hit[0] is other:

@@ -150,6 +150,26 @@ def test_pair_cache_is_bounded_and_keyed_by_identity():
     assert base.cached_pair("op", others[0], build(100)) == 100  # the oldest entry was evicted
 
 
+def test_pair_with_itself_is_cached_without_a_reference_cycle():
+    """``A @ A`` caches its symbolic work on A's pattern paired with itself; that entry must not
+    keep the pattern (and its O(nnz) arrays) alive once the caller drops it: no cycle for the
+    garbage collector to find, freed by reference counting alone."""
+    import gc
+    import weakref
+
+    pat, _ = _pattern(CATALOG["random_square"])
+    calls = []
+    assert pat.cached_pair("op", pat, lambda: calls.append(1) or "v") == "v"
+    assert pat.cached_pair("op", pat, lambda: calls.append(2) or "w") == "v" and calls == [1]
+    ref = weakref.ref(pat)
+    gc.disable()
+    try:
+        del pat
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_cached_builds_once():
     pat, _ = _pattern(CATALOG["duplicates"])
     calls = []
