@@ -348,6 +348,14 @@ class SparseMatrix:
         permutations (~100 bytes per unknown on a 5-point stencil, the peak of an auto-dispatched
         AMG solve at 1M DOF; issue 7). One host synchronization.
         """
+        if self.nnz == 0:
+            return 0.0, 0.0
+        if self.device.type == "cpu":
+            return self._max_mirror_difference_host()
+        return self._max_mirror_difference_by_search(chunk)
+
+    def _max_mirror_difference_by_search(self, chunk: int = 1 << 20) -> tuple[float, float] | None:
+        """The device's :meth:`_max_mirror_difference`: binary search of each mirror's key."""
         n, nnz = self.shape[0], self.nnz
         if nnz == 0:
             return 0.0, 0.0
@@ -368,6 +376,26 @@ class SparseMatrix:
         scale = self.values.abs().amax()
         ok, d_host, scale_host = torch.stack([found.to(d.dtype), d, scale.to(d.dtype)]).tolist()
         return (d_host, scale_host) if ok else None
+
+    def _max_mirror_difference_host(self) -> tuple[float, float] | None:
+        """:meth:`_max_mirror_difference` on the host: SciPy's O(nnz) counting-sort transpose puts
+        each entry's mirror at its position (2D Poisson 1M: ~60 ms against 230 ms of binary search)."""
+        import scipy.sparse as sp
+
+        p = self.pattern
+        crow, col = p.crow.numpy(), p.col.numpy()
+        values = self.values.detach()
+        # unbatched: transpose the values themselves; a batch: the positions, then gather
+        data = values.numpy() if values.dim() == 1 else np.arange(self.nnz, dtype=np.float64)
+        mirror = sp.csr_array((data, col, crow), shape=self.shape).T.tocsr()  # columns sorted
+        if not (np.array_equal(mirror.indptr, crow) and np.array_equal(mirror.indices, col)):
+            return None
+        if values.dim() == 1:
+            d = float(np.abs(data - mirror.data).max())
+        else:
+            perm = torch.from_numpy(mirror.data.astype(np.int64))  # positions < 2^53: exact
+            d = float((values - values[..., perm]).abs().amax())
+        return d, float(values.abs().amax())
 
     # ----------------------------------------------------------------------- operations
     @property

@@ -375,8 +375,9 @@ def test_is_symmetric_tolerance_and_batches():
 
 @pytest.mark.parametrize("case", ["symmetric", "values", "pattern", "batched", "tolerance"])
 def test_is_symmetric_by_mirror_search_matches_scipy(case):
-    """``is_symmetric`` finds each entry's mirror by binary search (no transposed pattern cached):
-    the answer is SciPy's ``max|A - A^T| <= tol max|A|``, also across small chunks."""
+    """``is_symmetric`` finds each entry's mirror (binary search on the device, SciPy's transpose on
+    the host; no transposed pattern cached): the answer is SciPy's ``max|A - A^T| <= tol max|A|``,
+    also across small chunks."""
     rng = np.random.default_rng(1)
     B = sp.random(80, 80, density=0.05, random_state=1, format="csr")
     S = (B + B.T + sp.eye(80)).tocsr()
@@ -391,7 +392,9 @@ def test_is_symmetric_by_mirror_search_matches_scipy(case):
     if case == "batched":
         values = torch.stack([A.values, A.values * rng.uniform(0.5, 2.0)])
         A = SparseMatrix.from_pattern(A.pattern, values)
-    assert A._max_mirror_difference(chunk=7) == A._max_mirror_difference()  # chunks agree
+    # the device's binary search (in chunks or not) and the host's SciPy transpose agree exactly
+    searched = A._max_mirror_difference_by_search()
+    assert A._max_mirror_difference_by_search(chunk=7) == searched == A._max_mirror_difference_host()
     assert (A._max_mirror_difference() is None) == (case == "pattern")
     assert A.is_symmetric(1e-12) == want
     # only a pattern without its mirror falls back to forming (and caching) the transpose
