@@ -57,6 +57,12 @@ class StoreExistsError(SlactlError, FileExistsError):
     """The output path already exists; pass ``force=True`` (``--force``) to replace it."""
 
 
+class OutputError(SlactlError, OSError):
+    """An output could not be written (disk full, read-only file system, no permission); the
+    message names the output, not the temporary file the write went to, and nothing is left
+    behind."""
+
+
 class BackendUnavailableError(SlactlError, RuntimeError):
     """The requested backend is not installed or cannot run here; the message names the fix."""
 
@@ -94,6 +100,7 @@ __all__ = [
     "StructureError",
     "FormatError",
     "StoreExistsError",
+    "OutputError",
     "BackendUnavailableError",
     "ConvergenceError",
     "PartitionError",

@@ -22,6 +22,7 @@ from slactl.errors import UsageError
 from slactl.io import gallery
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+MAX_DOF = 1e12  # a sparse matrix of 10^12 unknowns needs tens of terabytes
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -36,6 +37,8 @@ def parse_sizes(text: str) -> list[int]:
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
         if value < 1:
             raise UsageError(f"--sizes: {item!r} must be at least 1 DOF")
+        if not value <= MAX_DOF:  # also inf, from "1e400"
+            raise UsageError(f"--sizes: {item!r} is more than {MAX_DOF:.0e} DOF, beyond what any machine can hold")
         sizes.append(int(round(value)))
     if not sizes:
         raise UsageError("--sizes: give at least one DOF count, e.g. --sizes 1M,4M")

@@ -65,6 +65,11 @@ def bench(
     from slactl.cli.main import _state
 
     problems = list(problems or ["poisson2d"])
+    # The outputs are checked before the (possibly hours long) run, not after it.
+    if append is not None:
+        _check_output(append, "--append", create_parents=False)
+    if plot is not None:
+        _check_plot(plot)
     cfg = Config(problems, parse_sizes(sizes), parse_solvers(solvers), device=_device(device),
                  dtype=getattr(torch, dtype.value), rtol=rtol, maxiter=maxiter, repeat=repeat, warmup=warmup,
                  max_seconds=max_seconds, raise_errors=_state["debug"])
@@ -95,12 +100,10 @@ def bench(
 
     with progress:
         rows = run_benchmark(cfg, progress=hear)
-    if append is not None:
-        report.append_markdown(append, report.markdown(rows, cfg, machine, command))
-    if plot is not None:
-        report.plot(rows, cfg, plot, machine)
+    # Results first: a file that still cannot be written must not lose them.
     if json_output:
         typer.echo(json.dumps(report.to_json(rows, cfg, machine, command)))
+        _write_outputs(rows, cfg, machine, command, append, plot)
         return
     table = Table(title=f"slactl bench on {cfg.device}: {report.machine_line(machine)}", title_justify="left")
     for key, head in report.COLUMNS:
@@ -113,6 +116,64 @@ def bench(
     console.print(table)
     for line in report.definitions(cfg):
         console.print(line, style="dim")
+    _write_outputs(rows, cfg, machine, command, append, plot)
     for path, what in ((append, "appended to"), (plot, "plot written to")):
         if path is not None:
             console.print(f"{what} {path}")
+
+
+def _write_outputs(rows, cfg, machine: dict, command: str, append: Optional[Path], plot: Optional[Path]) -> None:
+    """--append and --plot, after the results are printed; a failure is one line naming the path."""
+    from slactl.benchmark import report
+    from slactl.errors import OutputError
+
+    for path, option, write in (
+        (append, "--append", lambda: report.append_markdown(append, report.markdown(rows, cfg, machine, command))),
+        (plot, "--plot", lambda: report.plot(rows, cfg, plot, machine)),
+    ):
+        if path is None:
+            continue
+        try:
+            write()
+        except OSError as exc:
+            raise OutputError(f"{option} {path}: {exc.strerror or exc}; the results are printed above") from None
+
+
+def _check_output(path: Path, option: str, *, create_parents: bool) -> None:
+    """A file ``option`` can write: not a directory; its directory exists (or, with
+    ``create_parents``, can be created) and is writable; an existing file is writable."""
+    import os
+
+    from slactl.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        if not create_parents:
+            raise UsageError(f"{option} {path}: directory {parent} does not exist; create it or choose another path")
+        while not parent.exists():  # the nearest existing ancestor must let us create the rest
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: directory {parent} is not writable; choose another path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: the file is not writable; choose another path")
+
+
+def _check_plot(path: Path) -> None:
+    """--plot: a writable path whose extension is an image format matplotlib writes."""
+    from slactl.errors import BackendUnavailableError, UsageError
+
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ModuleNotFoundError:
+        raise BackendUnavailableError("--plot needs matplotlib, which is not installed here: pip install matplotlib") from None
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"extension .{suffix} is not an image format matplotlib writes" if suffix else "the name has no extension"
+        raise UsageError(f"--plot {path}: {what}; use one of "
+                         f"{', '.join('.' + f for f in formats)} (e.g. .png, .svg, .pdf)")
+    _check_output(path, "--plot", create_parents=True)

@@ -42,6 +42,7 @@ def eigsh(
 
     import torch
 
+    _check_options(method, tol, maxiter)
     if matrix.is_dir():
         from slactl.io.partition_store import is_partition_store
 
@@ -51,10 +52,16 @@ def eigsh(
 
     import slactl
     from slactl.engine.eigen.result import DegenerateEigenvaluesWarning
-    from slactl.errors import ConvergenceError
+    from slactl.errors import ConvergenceError, NotImplementedFeatureError, UsageError
 
     dev = _device(device)
-    A = slactl.read_matrix(matrix).to(device=dev, dtype=getattr(torch, dtype.value))
+    A = slactl.read_matrix(matrix)
+    if A.dtype.is_complex:  # casting to --dtype would drop the imaginary part: a wrong answer
+        raise NotImplementedFeatureError(
+            f"{matrix}: complex matrices are not supported by eigsh yet; for a hermitian H = X + iY, the real "
+            "symmetric matrix [[X, -Y], [Y, X]] has the same eigenvalues (each twice)")
+    A = A.to(device=dev, dtype=getattr(torch, dtype.value))
+    _check_sizes(method, A.shape[0], k, which, sigma)
     failed = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DegenerateEigenvaluesWarning)
@@ -65,6 +72,8 @@ def eigsh(
             if exc.result is None:
                 raise
             failed, result = exc, exc.result
+        except UsageError as exc:  # the engine words its advice for Python callers
+            raise type(exc)(_cli_words(str(exc))) from None
     notes = [str(w.message) for w in caught if issubclass(w.category, DegenerateEigenvaluesWarning)]
     summary = {"matrix": str(matrix), "n": A.shape[0], "nnz": A.nnz, "k": k, "device": dev, "dtype": dtype.value,
                **result.summary(), "warnings": notes}
@@ -76,6 +85,48 @@ def eigsh(
         if not json_output:
             Console(stderr=True).print(f"[red]not converged:[/] {failed}")
         raise typer.Exit(3)
+
+
+_METHODS = ("auto", "lobpcg", "arpack", "dense")
+
+
+def _check_options(method: str, tol: Optional[float], maxiter: Optional[int]) -> None:
+    """Option values the engine would reject with Python wording (or a traceback), checked first."""
+    from slactl.errors import UsageError
+
+    if method not in _METHODS:
+        raise UsageError(f"--method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if maxiter is not None and maxiter < 1:
+        raise UsageError(f"--maxiter must be at least 1, got {maxiter}")
+    if tol is not None and not tol > 0:
+        raise UsageError(f"--tol must be positive, got {tol}")
+
+
+def _check_sizes(method: str, n: int, k: int, which: Which, sigma: Optional[float]) -> None:
+    """What a method needs of n and k, worded with the CLI's options."""
+    from slactl.errors import UsageError
+
+    if not 1 <= k <= n:
+        raise UsageError(f"-k must lie in [1, n = {n}], got {k}")
+    if method == "lobpcg" and (sigma is not None or which is Which.LM):
+        raise UsageError("LOBPCG finds extreme eigenvalues (--which SA or LA); for --sigma or --which LM "
+                         "use --method arpack or --method auto")
+    if method == "lobpcg" and 3 * (k + 1) > n:
+        raise UsageError(f"LOBPCG needs n > 3 (k + 1); n = {n}, k = {k}: use --method dense")
+    if method == "arpack" and k >= n:
+        raise UsageError(f"ARPACK needs k < n; n = {n}, k = {k}: use --method dense")
+
+
+def _cli_words(message: str) -> str:
+    """Python keyword advice as CLI options: method='dense' -> --method dense, k -> -k."""
+    import re
+
+    message = re.sub(r"\b(method|which|preconditioner)='([^']*)'(?: or '([^']*)')?",
+                     lambda m: f"--{m.group(1)} {m.group(2)}" + (f" or --{m.group(1)} {m.group(3)}" if m.group(3) else ""),
+                     message)
+    message = re.sub(r"\bsigma\b(?!=)", "--sigma", message)
+    message = re.sub(r"\bmaxiter\b", "--maxiter", message)
+    return message
 
 
 def _eigsh_partitioned(store: Path, *, k: int, which: Which, sigma, method: str, preconditioner: str, tol, maxiter,

@@ -14,6 +14,7 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (E.NotImplementedFeatureError, 8, "not implemented"),
     (E.GradcheckFailure, 9, "gradient check failed"),
     (E.FormatError, 2, "bad input"),
+    (E.OutputError, 2, "cannot write"),
     (E.UsageError, 2, "usage"),
     (E.SlactlError, 1, "error"),
 ]

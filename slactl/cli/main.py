@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import traceback
+from typing import Callable
 
 import typer
 from rich.console import Console
@@ -64,35 +66,53 @@ def _click_classes() -> tuple[type, type, type]:
         return typer.Exit, typer.TyperException, typer.Abort
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turn every user error into one line and its exit code."""
-    _register_commands()
+def main(argv: list[str] | None = None, *, classify: Callable[[BaseException], tuple[int, str]] = exit_code_for) -> int:
+    """Console entry point: run the app, turn every user error into one line and its exit code,
+    and every other exception (a bug) into its traceback and exit code 70. ``classify`` maps an
+    exception to ``(code, label)`` (a launched rank adds the failures of its peers)."""
     try:
+        _register_commands()
         rv = app(args=argv, standalone_mode=False)
-        # Non-standalone click returns the code of a raised Exit instead of raising it.
+        # Non-standalone click returns the code of a raised Exit instead of raising it; typer
+        # turns a Ctrl-C into 130 that way (no slactl command exits 130 on its own).
         if isinstance(rv, int):
-            return rv
+            return _interrupted() if rv == 130 else rv
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        err_console.print("slactl: interrupted")
-        return 130
+        return _interrupted()
     except Exception as exc:  # noqa: BLE001 - the one place where errors become exit codes
         exit_cls, click_exc, abort_cls = _click_classes()
         if isinstance(exc, exit_cls):
+            # typer turns a Ctrl-C into Exit(130) after printing an empty line
+            if exc.exit_code == 130 and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                return _interrupted()
             return int(exc.exit_code)
         if isinstance(exc, click_exc) and hasattr(exc, "show"):
             exc.show()
             return exc.exit_code
         if isinstance(exc, abort_cls):
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                return _interrupted()
             err_console.print("slactl: aborted")
             return 1
-        code, label = exit_code_for(exc)
-        if code == INTERNAL_ERROR or _state["debug"]:
-            raise
+        code, label = classify(exc)
+        if code == INTERNAL_ERROR:
+            traceback.print_exc()
+            err_console.print(
+                f"slactl: internal error ({type(exc).__name__}): this is a bug in slactl; please report it "
+                "with the command and the traceback above", markup=False)
+            return code
+        if _state["debug"]:
+            traceback.print_exc()
         err_console.print(f"slactl: {label}: {exc}", markup=False)
         return code
     return 0
+
+
+def _interrupted() -> int:
+    err_console.print("slactl: interrupted; outputs are written atomically, so nothing half-written was left")
+    return 130
 
 
 def entry() -> None:

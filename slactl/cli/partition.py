@@ -33,6 +33,26 @@ def _read_coords(path: Path):
         raise FormatError(f"cannot read coordinates ({exc}); give one row of numbers per unknown (.npy or text)", path) from None
 
 
+def _check_not_input(matrix: Path, out: Path) -> None:
+    """Refuse an OUT that is the input (under any spelling: ./A.mtx, a symlink, a hard link) or a
+    directory holding it: --force would replace the matrix being partitioned."""
+    import os
+
+    from slactl.errors import UsageError
+
+    src, dst = matrix.resolve(), out.resolve()
+    same = src == dst
+    if not same and matrix.exists() and out.exists():
+        try:
+            same = os.path.samefile(matrix, out)
+        except OSError:
+            same = False
+    if same:
+        raise UsageError(f"{matrix}: source and destination are the same path; give --out a new path for the partition store")
+    if dst in src.parents:
+        raise UsageError(f"{matrix}: --out {out} is a directory that holds the input matrix; give --out a new path")
+
+
 @app.command()
 def partition(
     matrix: Path = typer.Argument(..., help="Matrix file (.mtx, .mtx.gz, .zarr, .npz)."),
@@ -51,6 +71,7 @@ def partition(
     from slactl.io.atomic import check_writable
     from slactl.io.partition_store import write_partition_store
 
+    _check_not_input(matrix, out)
     check_writable(out, force)  # fail before the expensive part
     data = read(matrix)
     coordinates = _read_coords(coords) if coords is not None else None

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from slactl.cli.main import app, err_console
+
+
+# The subcommands that run distributed, on a partition store; any other would run N times over.
+DISTRIBUTED = ("solve", "eigsh", "gradcheck")
+# Where a launched rank records that it has shown the run's error (see slactl.cli.__main__).
+REPORT_ENV = "SLACTL_RUN_REPORT"
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -26,7 +33,9 @@ def run(
     Give exactly one of --procs (Gloo CPU workers on this host) or --gpus (torchrun, NCCL). The
     subcommands that run distributed on a partition store (`slactl partition`): solve STORE,
     eigsh STORE, gradcheck STORE; rank 0 prints. A rank that fails stops the others; the run exits
-    with that rank's exit code."""
+    with that rank's exit code, and its error is shown once."""
+    import tempfile
+
     from slactl.errors import UsageError
 
     args: List[str] = list(ctx.args)
@@ -36,38 +45,107 @@ def run(
         raise UsageError("name the subcommand to run after --, e.g. slactl run --procs 4 -- solve A.parts.zarr")
     if (procs is None) == (gpus is None):
         raise UsageError("give exactly one of --procs N (CPU ranks) or --gpus N (GPU ranks)")
-    if procs is not None:
-        if procs < 1:
-            raise UsageError(f"--procs must be at least 1, got {procs}")
-        from slactl.dist.launcher import run_processes
+    if procs is not None and procs < 1:
+        raise UsageError(f"--procs must be at least 1, got {procs}")
+    if gpus is not None and gpus < 1:
+        raise UsageError(f"--gpus must be at least 1, got {gpus}")
+    single_node = nnodes in ("1", "1:1")
+    if gpus is not None and not single_node and not rdzv_endpoint:
+        raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    store, parts = _check_subcommand(ctx, args)
+    if gpus is not None:
+        _check_gpus(gpus, single_node)
+    world = procs if procs is not None else (gpus if single_node else None)
+    if world is not None and world != parts:
+        from slactl.errors import PartitionError
 
-        code, rank = run_processes([sys.executable, "-m", "slactl.cli", *args], procs, backend="gloo", timeout=timeout)
-    else:
-        code, rank = _torchrun(args, gpus, nnodes, rdzv_endpoint, timeout)
+        option = "--procs" if procs is not None else "--gpus"
+        raise PartitionError(f"{store} is partitioned for {parts} ranks, but {option} {world} starts {world}; "
+                             f"run with {option} {parts}, or re-partition with --parts {world}")
+    with tempfile.TemporaryDirectory(prefix="slactl-run-") as tmp:
+        report = os.path.join(tmp, "reported")
+        if procs is not None:
+            from slactl.dist.launcher import run_processes
+
+            env = {**os.environ, REPORT_ENV: report}
+            code, rank = run_processes([sys.executable, "-m", "slactl.cli", *args], procs, backend="gloo",
+                                       timeout=timeout, env=env)
+        else:
+            code, rank = _torchrun(args, gpus, nnodes, rdzv_endpoint, timeout, report)
+        reported = os.path.exists(report)
     if code != 0:
         code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
-        who = f"rank {rank}" if rank is not None else "a rank"
-        err_console.print(f"slactl: run: {who} exited with code {code}; the other ranks were stopped", markup=False)
+        if not reported:  # no rank explained itself (a crash, a signal): say which one failed
+            who = f"rank {rank}" if rank is not None else "a rank"
+            err_console.print(f"slactl: run: {who} exited with code {code}; the other ranks were stopped", markup=False)
         raise typer.Exit(code)
 
 
-def _torchrun(args: List[str], gpus: int, nnodes: str, endpoint: Optional[str], timeout: float) -> tuple[int, None]:
+def _check_subcommand(ctx: typer.Context, args: List[str]) -> tuple[str, int]:
+    """Parse ``slactl ARGS`` here, once, before any rank starts: a usage error is shown once (as
+    `slactl ...`) and a subcommand that would not run distributed is refused. Returns the
+    partition store and its number of parts."""
+    from slactl.errors import UsageError
+    from slactl.io.partition_store import read_manifest
+
+    group = ctx.find_root().command
+    root = group.make_context("slactl", list(args))  # the root options (--debug); `slactl` in usage errors
+    protected = getattr(root, "_protected_args", None)  # typer's vendored click; click itself: protected_args
+    rest = [*(protected if protected is not None else getattr(root, "protected_args", [])), *root.args]
+    if not rest:
+        raise UsageError("name the subcommand to run after --, e.g. slactl run --procs 4 -- solve A.parts.zarr")
+    name, command, sub_args = group.resolve_command(root, rest)
+    which = ", ".join(f"{c} STORE" for c in DISTRIBUTED)
+    if name not in DISTRIBUTED:
+        raise UsageError(f"`slactl {name}` does not run distributed, so slactl run would only repeat it on every rank; "
+                         f"the subcommands that run distributed on a partition store (slactl partition) are {which}")
+    sub = command.make_context(name, list(sub_args), parent=root)
+    matrix = sub.params.get("matrix")
+    if name == "gradcheck" and sub.params.get("gallery") is not None:
+        matrix = None
+    if matrix is None or (Path(matrix).exists() and not Path(matrix).is_dir()):
+        what = "the embedded default problem" if matrix is None else f"{matrix}"
+        raise UsageError(f"{what} is not a partition store, so slactl run would only repeat `slactl {name}` on every "
+                         f"rank; run it without slactl run, or partition it first (slactl partition MATRIX --parts N "
+                         f"--out STORE) and run {which}")
+    manifest = read_manifest(matrix)  # FormatError (exit 2) naming the path when it is not a complete store
+    return str(matrix), int(manifest["parts"])
+
+
+def _check_gpus(gpus: int, single_node: bool) -> None:
+    """--gpus needs CUDA, enough GPUs on this node and NCCL; checked before torchrun starts."""
+    import torch
+
+    from slactl.errors import BackendUnavailableError
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only torch build" if torch.version.cuda is None else f"torch built for CUDA {torch.version.cuda}"
+        raise BackendUnavailableError(f"--gpus needs CUDA GPUs, and torch sees none on this machine ({build}); "
+                                      "run on CPU ranks with --procs N instead")
+    count = torch.cuda.device_count()
+    if single_node and gpus > count:
+        raise BackendUnavailableError(f"--gpus {gpus} asks for more GPUs than this machine has ({count}); "
+                                      f"use --gpus {count} or fewer, or --procs N for CPU ranks")
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_nccl_available()):
+        raise BackendUnavailableError("--gpus runs the ranks through NCCL, which this torch build lacks; "
+                                      "install a CUDA build of torch with NCCL, or use --procs N")
+
+
+def _torchrun(args: List[str], gpus: int, nnodes: str, endpoint: Optional[str], timeout: float,
+              report: str) -> tuple[int, None]:
     import subprocess
 
-    from slactl.errors import UsageError
-
-    if gpus < 1:
-        raise UsageError(f"--gpus must be at least 1, got {gpus}")
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}", f"--nnodes={nnodes}"]
     if endpoint:
         cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}"]
-    elif nnodes not in ("1", "1:1"):
-        raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
     else:
         cmd += ["--standalone"]
     cmd += ["-m", "slactl.cli", *args]
     # NVLink multicast (NVLS) stays off: it needs fabric support that these hosts do not guarantee.
-    env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "SLACTL_DIST_BACKEND": "nccl", "SLACTL_DIST_TIMEOUT": str(timeout)}
+    env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "SLACTL_DIST_BACKEND": "nccl", "SLACTL_DIST_TIMEOUT": str(timeout),
+           REPORT_ENV: report}
     # torchrun stops every worker when one fails and exits non-zero itself.
     return subprocess.call(cmd, env=env), None
 

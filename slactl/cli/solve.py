@@ -41,6 +41,16 @@ def _device(choice: Device) -> str:
     return choice.value
 
 
+def with_precision(dtype, like):
+    """``dtype``'s precision, complex when ``like`` is: --dtype sets the precision, and a complex
+    matrix or right-hand side is never made real (that would drop its imaginary part)."""
+    import torch
+
+    if not like.is_complex:
+        return dtype
+    return torch.complex64 if dtype in (torch.float32, torch.complex64) else torch.complex128
+
+
 def _load(matrix: Optional[Path], dtype, device: str):
     """The matrix (or the embedded default) as a SparseMatrix, and a label for it."""
     import slactl
@@ -51,7 +61,8 @@ def _load(matrix: Optional[Path], dtype, device: str):
         problem = generate(name, size)
         label = f"{name} --size {size} (embedded default)"
         return slactl.SparseMatrix.from_scipy(problem.matrix, dtype=dtype, device=device), label
-    return slactl.read_matrix(matrix).to(device=device, dtype=dtype), str(matrix)
+    A = slactl.read_matrix(matrix)
+    return A.to(device=device, dtype=with_precision(dtype, A.dtype)), str(matrix)
 
 
 def _rhs(spec: str, A, seed: int):
@@ -70,7 +81,8 @@ def _rhs(spec: str, A, seed: int):
     data = read_vector(spec)
     if data.shape[0] != n:
         raise ShapeError(f"{spec}: the right-hand side has {data.shape[0]} rows but the matrix has {n}")
-    return torch.from_numpy(np.ascontiguousarray(data)).to(device=A.device, dtype=A.dtype)
+    b = torch.from_numpy(np.ascontiguousarray(data))
+    return b.to(device=A.device, dtype=with_precision(A.dtype, b.dtype))
 
 
 @app.command()
@@ -96,7 +108,7 @@ def solve(
     import torch
 
     import slactl
-    from slactl.errors import ConvergenceError, StoreExistsError
+    from slactl.errors import ConvergenceError
 
     if matrix is not None and matrix.is_dir():
         from slactl.io.partition_store import is_partition_store
@@ -107,14 +119,18 @@ def solve(
             return solve_partitioned(matrix, rhs=rhs, method=method, preconditioner=preconditioner, rtol=rtol,
                                      atol=atol, maxiter=maxiter, dtype=dtype.value, out=out, force=force,
                                      json_output=json_output, seed=seed)
-    if out is not None and out.exists() and not force:
-        raise StoreExistsError(f"{out} exists; pass --force to replace it")
+    if out is not None:  # refused now, not after the solve
+        from slactl.io.vectors import check_vector_output
+
+        check_vector_output(out, force=force)
     console = Console(stderr=json_output)
     dev = _device(device)
     torch_dtype = getattr(torch, dtype.value)
     t0 = time.perf_counter()
     A, label = _load(matrix, torch_dtype, dev)
     b = _rhs(rhs, A, seed)
+    if b.dtype != A.dtype:  # a complex right-hand side makes the system complex
+        A = A.to(dtype=b.dtype)
     load_seconds = time.perf_counter() - t0
 
     progress = None if json_output else Progress(
@@ -146,7 +162,7 @@ def solve(
 
     x = result.x.detach()
     relres = float(torch.linalg.vector_norm(b - A @ x) / bnorm)  # recomputed, whatever the solver said
-    summary = {"matrix": label, "n": A.shape[0], "nnz": A.nnz, "device": dev, "dtype": dtype.value,
+    summary = {"matrix": label, "n": A.shape[0], "nnz": A.nnz, "device": dev, "dtype": str(A.dtype).removeprefix("torch."),
                **result.summary(), "relres": relres, "load_seconds": load_seconds, "reasons": result.reasons}
     if out is not None and failed is None:
         from slactl.io.vectors import write_vector
@@ -154,13 +170,33 @@ def solve(
         write_vector(x.cpu().numpy(), out, force=force)
         summary["out"] = str(out)
     if json_output:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(json_safe(summary)))
     else:
         _print_summary(console, summary, x)
     if failed is not None:
         if not json_output:
             console.print(f"[red]not converged:[/] {failed}")
         raise typer.Exit(3)
+
+
+def _describe(x) -> str:
+    if x.is_complex():
+        return f"max |x_i| {float(x.abs().max()):.6g}, ||x|| = {float(x.norm()):.6g} (complex)"
+    return f"min {float(x.min()):.6g}, max {float(x.max()):.6g}, ||x|| = {float(x.norm()):.6g}"
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinity replaced by null: JSON has no such numbers, and
+    ``json.dumps`` would write ``NaN``, which JSON readers refuse."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _print_summary(console: Console, s: dict, x) -> None:
@@ -174,7 +210,7 @@ def _print_summary(console: Console, s: dict, x) -> None:
         ("relative residual", f"{s['relres']:.3e}  (||b - A x|| / ||b||, recomputed)"),
         ("converged", "yes" if s["converged"] else "[red]no[/]"),
         ("time", f"load {s['load_seconds']:.3f} s, setup {s['setup_seconds']:.3f} s, solve {s['solve_seconds']:.3f} s"),
-        ("solution", f"min {float(x.min()):.6g}, max {float(x.max()):.6g}, ||x|| = {float(x.norm()):.6g}"),
+        ("solution", _describe(x)),
     ]
     if "out" in s:
         rows.append(("written to", s["out"]))

@@ -6,14 +6,28 @@ killed writer leaves only a hidden ``.NAME.partial-XXXX`` sibling, which no read
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from slactl.errors import FormatError, StoreExistsError, UsageError
+from slactl.errors import FormatError, OutputError, SlactlError, StoreExistsError, UsageError
+
+# errors of the file system the output goes to, whatever file they name
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exceeded: free space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EFBIG: "the file is larger than this file system allows: write elsewhere",
+    errno.EACCES: "no permission to write there: pick a directory you can write to",
+    errno.EPERM: "no permission to write there: pick a directory you can write to",
+}
 
 
 def _is_zarr_dir(path: Path) -> bool:
@@ -39,6 +53,32 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends: a Ctrl-C then lands after the old output is
+    replaced, never between the two renames of a directory swap.
+
+    Python-level handlers, not a signal mask: in a process with other threads (torch's, zarr's) the
+    kernel hands a signal to any thread that does not mask it, and Python then raises in the main
+    thread all the same. Only the main thread can install handlers; elsewhere nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: installed from C, cannot be put back
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])  # delivered now, to the handler the caller had
+
+
 def _install(tmp: Path, path: Path) -> None:
     """Move the finished ``tmp`` to ``path``, replacing what is there."""
     if not (path.exists() or path.is_symlink()):
@@ -48,11 +88,32 @@ def _install(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # atomic for files
         return
     # Directories cannot be swapped atomically with the standard library: park the old one under
-    # a hidden name first, so a crash in between leaves the old data recoverable, never a mix.
+    # a hidden name first, and put it back if the second rename fails, so that the user's data is
+    # never left under the hidden name; signals wait until both renames are done.
     old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(path, old)
-    os.rename(tmp, path)
-    _remove(old)
+    try:
+        with _signals_deferred():
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
+    finally:
+        # also when a held Ctrl-C is raised as the signals are released: the new data is in place
+        if old.exists() and path.exists():
+            _remove(old)
+
+
+def _output_error(exc: OSError, path: Path, tmp: Path) -> OutputError | None:
+    """An :class:`OutputError` naming ``path`` when ``exc`` came from writing it, else None."""
+    named = [Path(f) for f in (exc.filename, exc.filename2) if f]
+    ours = any(f == path or f == tmp or tmp in f.parents or f.name.startswith(f".{path.name}.") for f in named)
+    if not (ours or exc.errno in _OUTPUT_ERRNOS):
+        return None
+    reason = exc.strerror or str(exc)
+    hint = _HINTS.get(exc.errno)
+    return OutputError(f"{path}: cannot write it ({reason})" + (f"; {hint}" if hint else ""))
 
 
 def partial_name(path: Path) -> Path:
@@ -83,6 +144,13 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
             raise FormatError("the writer produced no output", path)
         check_writable(path, force)  # someone may have created it meanwhile
         _install(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        # slactl's own OSError subclasses (StoreExistsError...) pass through as they are
+        mapped = None if isinstance(exc, SlactlError) else _output_error(exc, path, tmp)
+        if mapped is None:
+            raise
+        raise mapped from exc
     except BaseException:
         _remove(tmp)
         raise

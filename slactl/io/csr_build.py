@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
+from slactl.errors import OutputError
 from slactl.io.matrix_data import canonical_csr, index_dtype
 from slactl.io.mtx_body import CooBlock
 
@@ -76,18 +77,35 @@ class DiskSink(MemorySink):
 
     def __init__(self, nrows: int, ncols: int, symmetry: str, directory: str | os.PathLike):
         super().__init__(nrows, ncols, symmetry)
-        self._dir = tempfile.TemporaryDirectory(prefix=".slactl-spill-", dir=directory)
-        base = Path(self._dir.name)
-        self._files = {name: open(base / name, "w+b") for name in ("rows", "cols", "values")}
+        self._where = Path(directory)
+        self._dir = None
+        self._files = {}
+        try:
+            self._dir = tempfile.TemporaryDirectory(prefix=".slactl-spill-", dir=directory)
+            base = Path(self._dir.name)
+            self._files = {name: open(base / name, "w+b") for name in ("rows", "cols", "values")}
+        except OSError as exc:
+            self.close()
+            raise self._cannot_spill(exc) from exc
         self._value_dtype: np.dtype | None = None
         self._n = 0
 
+    def _cannot_spill(self, exc: OSError) -> OutputError:
+        # the user knows the output's directory, not the hidden spill files in it
+        return OutputError(
+            f"{self._where}: cannot write the temporary files of a large conversion there "
+            f"({exc.strerror or exc}); free space or write the output to another directory"
+        )
+
     def _store(self, block: CooBlock) -> None:
-        block.rows.tofile(self._files["rows"])
-        block.cols.tofile(self._files["cols"])
-        if block.values is not None:
-            self._value_dtype = block.values.dtype
-            block.values.tofile(self._files["values"])
+        try:
+            block.rows.tofile(self._files["rows"])
+            block.cols.tofile(self._files["cols"])
+            if block.values is not None:
+                self._value_dtype = block.values.dtype
+                block.values.tofile(self._files["values"])
+        except OSError as exc:
+            raise self._cannot_spill(exc) from exc
         self._n += len(block.rows)
 
     def blocks(self, consume: bool = False, values: bool = True) -> Iterator[CooBlock]:
@@ -111,7 +129,8 @@ class DiskSink(MemorySink):
     def close(self) -> None:
         for f in self._files.values():
             f.close()
-        self._dir.cleanup()
+        if self._dir is not None:
+            self._dir.cleanup()
 
 
 def _scatter(block: CooBlock, next_free: np.ndarray, indices: np.ndarray, data: np.ndarray | None) -> None:

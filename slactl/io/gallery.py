@@ -99,7 +99,8 @@ def generate(name: str, size: int | None = None, **params) -> Problem:
     Raises
     ------
     UsageError
-        Unknown name, non-positive size or unknown parameter.
+        Unknown name, non-positive size, unknown parameter, a parameter of the wrong type or not
+        finite, or parameters that make the matrix non-finite.
     """
     if name not in GALLERY:
         raise UsageError(f"no gallery problem {name!r}; choose one of {', '.join(names())}")
@@ -107,10 +108,44 @@ def generate(name: str, size: int | None = None, **params) -> Problem:
     size = entry.default_size if size is None else int(size)
     if size < 1:
         raise UsageError(f"size must be a positive integer, got {size}")
-    try:
-        return entry.build(size, **params)
-    except TypeError as exc:
-        raise UsageError(f"{name}: {exc}") from None
+    problem = entry.build(size, **_checked_params(entry, params))
+    if problem.matrix.dtype.kind in "fc" and not np.isfinite(problem.matrix.data).all():
+        shown = ", ".join(f"{k}={v}" for k, v in problem.params.items()) or "the defaults"
+        raise UsageError(f"{name} with {shown} at size {size} has non-finite (NaN or Inf) entries; "
+                         "choose parameters of a moderate magnitude")
+    return problem
+
+
+def _checked_params(entry: GalleryEntry, params: dict) -> dict:
+    """``params`` checked against the builder's keyword parameters: known names, each of the type
+    of its default (a number where a number is expected, an integer for integers), finite numbers,
+    a non-negative seed."""
+    import inspect
+    import math
+
+    accepted = {p.name: p.default for p in list(inspect.signature(entry.build).parameters.values())[1:]}
+    out = {}
+    for key, value in params.items():
+        if key not in accepted:
+            known = f"its parameters: {', '.join(accepted)}" if accepted else "it takes none"
+            raise UsageError(f"{entry.name} has no parameter {key!r}; {known}")
+        default = accepted[key]
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not number:
+                raise UsageError(f"{entry.name}: parameter {key} must be a number, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise UsageError(f"{entry.name}: parameter {key} must be a finite number, got {value}")
+            if isinstance(default, int):
+                if float(value) != int(value):
+                    raise UsageError(f"{entry.name}: parameter {key} must be an integer, got {value}")
+                value = int(value)
+                if key == "seed" and value < 0:
+                    raise UsageError(f"{entry.name}: parameter seed must be a non-negative integer, got {value}")
+            else:
+                value = float(value)
+        out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -94,10 +94,45 @@ def canonical_csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, sha
     """
     idx = index_dtype(shape[0], shape[1], len(indices))
     csr = sp.csr_array((data, indices.astype(idx, copy=False), indptr.astype(idx, copy=False)), shape=shape)
+    reference = _float_reference(csr)
     csr.sum_duplicates()  # scipy sorts and sums in place (C++), no second copy of the arrays
+    if reference is not None:
+        _check_integer_sums(csr, reference)
     if field == "pattern":
         csr.data[:] = 1
     return csr
+
+
+def _float_reference(csr: sp.csr_array) -> sp.csr_array | None:
+    """A float64 copy of an integer CSR whose duplicates could sum beyond 64 bits, else None.
+
+    Summing in int64 wraps around silently; a float64 sum cannot wrap, so comparing the two finds
+    an overflow (its error is 2**64, far above the float sum's rounding). The copy is made only
+    when nnz * max|value| reaches 2**63: never for ordinary integer matrices."""
+    values = csr.data
+    if values.dtype.kind not in "iu" or values.size < 2 or csr.has_canonical_format:
+        return None
+    as_float = values.astype(np.float64)
+    if float(np.abs(as_float).max()) * values.size < 2.0**63:
+        return None
+    return sp.csr_array((as_float, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+
+
+def _check_integer_sums(csr: sp.csr_array, reference: sp.csr_array) -> None:
+    """FormatError (path added by the reader) if an integer sum of duplicates wrapped around."""
+    reference.sum_duplicates()
+    if reference.nnz != csr.nnz:  # pragma: no cover - both sums see the same coordinates
+        return
+    lo, hi = np.iinfo(csr.data.dtype).min, np.iinfo(csr.data.dtype).max
+    bad = np.abs(csr.data.astype(np.float64) - reference.data) > 2.0**62  # a wrap-around is 2**64 off
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(csr.indptr, k, side="right")) - 1
+        col = int(csr.indices[k])
+        raise FormatError(
+            f"entry ({row + 1}, {col + 1}) is listed more than once and its values sum to {reference.data[k]:.6g}, "
+            f"beyond the {csr.data.dtype} range [{lo}, {hi}]; merge the duplicates or store the matrix as real"
+        )
 
 
 def validate_csr_arrays(indptr: np.ndarray, indices: np.ndarray, shape, where: str, path: Any) -> None:
@@ -155,6 +190,22 @@ def has_symmetry(csr: sp.csr_array, symmetry: str) -> bool:
     if symmetry == "hermitian":
         return bool(np.array_equal(a.data, np.conj(t.data)))
     raise UsageError(f"symmetry must be one of {SYMMETRIES}, got {symmetry!r}")
+
+
+def check_declared_symmetry(data: MatrixData, path: Any) -> None:
+    """Refuse a file whose metadata declares a symmetry its matrix does not have (FormatError).
+
+    Writers exploit a declared symmetry (Matrix Market stores only the lower triangle), so a false
+    claim would silently change the matrix on the next conversion."""
+    if data.symmetry == "general" or has_symmetry(data.csr, data.symmetry):
+        return
+    found = detect_symmetry(data.csr, data.field)
+    raise FormatError(
+        f"the metadata declares the matrix {data.symmetry}, but its values are not exactly {data.symmetry} "
+        f"(they are {found}); the file is damaged or was written by a faulty tool: fix or drop its "
+        "symmetry metadata",
+        path,
+    )
 
 
 def detect_symmetry(csr: sp.csr_array, field: str) -> str:

@@ -125,7 +125,12 @@ def read_mtx(
             for block in reader:
                 sink.add(block)
             place = None if progress is None else (lambda done: progress("sort", done, reader.count))
-            csr = build_csr(sink, shape, header.field, value_dtype(header.field), progress=place)
+            try:
+                csr = build_csr(sink, shape, header.field, value_dtype(header.field), progress=place)
+            except FormatError as exc:
+                if exc.path is not None:
+                    raise
+                raise FormatError(str(exc), path) from None  # e.g. duplicates summing beyond int64
         finally:
             sink.close()
     return MatrixData(csr, header.field, header.symmetry, source=_source(header) or path.name)
@@ -218,7 +223,8 @@ def write_mtx(
     csr = data.csr
     if symmetry != "general" and not has_symmetry(csr, symmetry):
         raise UsageError(
-            f"{path}: the matrix is not exactly {symmetry}; write it with symmetry='general'"
+            f"{path}: the matrix is not exactly {symmetry}, so it cannot be written as a {symmetry} Matrix Market "
+            "file (only one triangle is stored); declare it general"
         )
     if data.field == "real" and csr.dtype != np.float64:
         # Widen float32 (and friends) so the shortest decimal of the *double* is written: exact.

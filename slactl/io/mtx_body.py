@@ -11,8 +11,9 @@ Each block of whole lines takes one of two paths:
   the error can name it. Blocks with blank lines, carriage returns, "nan"/"inf" or a leading '+'
   come this way, as do all ``array`` files.
 
-Either way the entries are then checked here (index range, NaN/Inf, diagonal rules of
-skew-symmetric and hermitian files, the declared entry count), block by block, so that memory
+Either way the entries are then checked here (index range, NaN/Inf, the lower triangle only in
+symmetric kinds of files, diagonal rules of skew-symmetric and hermitian files, the declared entry
+count), block by block, so that memory
 stays bounded by the block size.
 """
 
@@ -265,8 +266,24 @@ class BodyReader:
                 f"{self.header.size_line} (indices are 1-based)",
                 block, first_line, k,
             )
+        self._check_triangle(rows, cols, block, first_line)
         self._check_diagonal(rows, cols, coo.values, block, first_line)
         return coo
+
+    def _check_triangle(self, rows, cols, block: bytes, first_line: int) -> None:
+        """A symmetric kind of file lists each off-diagonal pair once, in the lower triangle; an
+        entry above the diagonal would be mirrored onto (and summed with) its partner."""
+        sym = self.header.symmetry
+        if sym == "general":
+            return
+        above = rows < cols
+        if above.any():
+            k = int(np.flatnonzero(above)[0])
+            raise self._fail(
+                f"entry ({rows[k] + 1}, {cols[k] + 1}) lies above the diagonal, but a {sym} file stores only the "
+                "lower triangle (row >= column); swap its indices, or declare the file general and list both halves",
+                block, first_line, k,
+            )
 
     def _array_to_coo(self, vals: np.ndarray, block: bytes, first_line: int) -> CooBlock:
         """Dense column-major values -> coordinates of the nonzeros (zeros are not stored)."""

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 from slactl.errors import FormatError
 from slactl.io.atomic import atomic_output
 from slactl.io.descriptor import matrix_from_buffers, parse_descriptor
-from slactl.io.matrix_data import SYMMETRIES, MatrixData, canonical_csr, check_finite, field_of, validate_csr_arrays
+from slactl.io.matrix_data import (SYMMETRIES, MatrixData, canonical_csr, check_declared_symmetry, check_finite, field_of,
+                                  validate_csr_arrays)
 
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError)
 
@@ -68,15 +69,43 @@ def _meta(archive: Any, path: Path) -> dict:
     return meta
 
 
-def _read_scipy(archive: Any, path: Path, meta: dict, allow_nonfinite: bool) -> MatrixData:
-    fmt = _member(archive, "format", path).item()
-    fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else str(fmt)
-    shape = tuple(int(s) for s in np.asarray(_member(archive, "shape", path)).reshape(-1))
-    if len(shape) != 2 or min(shape) < 0:
-        raise FormatError(f"shape {shape} is not two non-negative integers", path)
+def _format_name(archive: Any, path: Path) -> str:
+    raw = np.asarray(_member(archive, "format", path))
+    if raw.size != 1 or raw.dtype.kind not in "SU":
+        raise FormatError(f"the 'format' entry must be one string ('csr', 'csc' or 'coo'), found {raw.size} "
+                          f"element(s) of dtype {raw.dtype}; the archive was not written by scipy.sparse.save_npz", path)
+    fmt = raw.reshape(-1)[0]
+    return fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else str(fmt)
+
+
+def _values(archive: Any, path: Path) -> np.ndarray:
+    """The 'data' array, in a dtype scipy.sparse (and slactl) can hold: float16 is widened (exactly)."""
     values = _member(archive, "data", path)
     if values.ndim != 1:
         raise FormatError("array 'data' is not 1-D", path)
+    kind = values.dtype.kind
+    if kind == "f" and values.dtype.itemsize < 4:
+        return values.astype(np.float32)  # float16: every value is exact in float32
+    if kind not in "biufc" or (kind == "f" and values.dtype.itemsize > 8) or (kind == "c" and values.dtype.itemsize > 16):
+        raise FormatError(f"array 'data' holds values of dtype {values.dtype}; a matrix needs float, integer, "
+                          "complex or bool values (float32/float64, int, complex64/complex128)", path)
+    return values
+
+
+def _coo_to_csr_arrays(values: np.ndarray, row: np.ndarray, col: np.ndarray, m: int) -> tuple:
+    """CSR arrays from COO triplets, duplicates kept (canonical_csr sums them, checking overflow)."""
+    order = np.lexsort((col, row))
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=m), out=indptr[1:])
+    return values[order], col[order].astype(np.int64, copy=False), indptr
+
+
+def _read_scipy(archive: Any, path: Path, meta: dict, allow_nonfinite: bool) -> MatrixData:
+    fmt = _format_name(archive, path)
+    shape = tuple(int(s) for s in np.asarray(_member(archive, "shape", path)).reshape(-1))
+    if len(shape) != 2 or min(shape) < 0:
+        raise FormatError(f"shape {shape} is not two non-negative integers", path)
+    values = _values(archive, path)
     check_finite(values, allow_nonfinite, "array 'data'", path)
     if fmt in ("csr", "csc"):
         indptr, indices = _member(archive, "indptr", path), _member(archive, "indices", path)
@@ -84,27 +113,34 @@ def _read_scipy(archive: Any, path: Path, meta: dict, allow_nonfinite: bool) -> 
         if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or indices.shape != values.shape:
             raise FormatError("'indices' and 'indptr' must be integer arrays and match 'data' in length", path)
         validate_csr_arrays(indptr, indices, major, f"{fmt} arrays", path)
-        mat = sp.csr_array((values, indices, indptr), shape=shape) if fmt == "csr" else sp.csc_array(
-            (values, indices, indptr), shape=shape
-        ).tocsr()
+        if fmt == "csr":
+            data, cols, ptr = values, indices, indptr
+        else:  # CSC -> COO -> CSR without summing duplicates (canonical_csr does that, checked)
+            col = np.repeat(np.arange(shape[1], dtype=np.int64), np.diff(indptr))
+            data, cols, ptr = _coo_to_csr_arrays(values, indices.astype(np.int64), col, shape[0])
     elif fmt == "coo":
         row, col = _member(archive, "row", path), _member(archive, "col", path)
         for arr, size in ((row, shape[0]), (col, shape[1])):
             if arr.shape != values.shape or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= size)):
                 raise FormatError("COO 'row'/'col' arrays do not fit 'data' and the shape", path)
-        mat = sp.coo_array((values, (row, col)), shape=shape).tocsr()
+        data, cols, ptr = _coo_to_csr_arrays(values, row.astype(np.int64), col, shape[0])
     else:
         raise FormatError(f"sparse format {fmt!r} is not supported; save the matrix as csr, csc or coo", path)
-    field = field_of(mat.data) if mat.data.dtype.kind != "b" else "pattern"
-    if meta.get("field") == "pattern" and bool((mat.data == 1).all()):
+    field = field_of(data) if data.dtype.kind != "b" else "pattern"
+    if meta.get("field") == "pattern" and bool((data == 1).all()):
         field = "pattern"
-    data = mat.data.astype(np.float64) if mat.data.dtype.kind == "b" else mat.data
-    csr = canonical_csr(data, mat.indices, mat.indptr, shape, field)
+    data = data.astype(np.float64) if data.dtype.kind == "b" else data
+    try:
+        csr = canonical_csr(data, cols, ptr, shape, field)
+    except FormatError as exc:  # duplicates whose integer sum overflows: name the file
+        raise FormatError(str(exc), path) from None
     symmetry = meta.get("symmetry", "general")
     if symmetry not in SYMMETRIES:
         raise FormatError(f"slactl metadata declares symmetry {symmetry!r}", path)
     source = meta.get("source") if isinstance(meta.get("source"), str) else path.name
-    return MatrixData(csr, field, symmetry, source=source)
+    out = MatrixData(csr, field, symmetry, source=source)
+    check_declared_symmetry(out, path)
+    return out
 
 
 def read_npz(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> MatrixData:

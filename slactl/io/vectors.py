@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slactl.errors import FormatError, StoreExistsError, UsageError
+from slactl.errors import FormatError, UsageError
+from slactl.io.atomic import atomic_output, check_writable
 
 VECTOR_SUFFIXES = (".npy", ".mtx", ".txt", ".zarr")
 
@@ -50,39 +51,38 @@ def read_vector(path: str | os.PathLike) -> np.ndarray:
         data = data[:, 0]
     if data.ndim not in (1, 2) or not np.issubdtype(data.dtype, np.number):
         raise FormatError(f"expected a numeric [n] or [n, k] array, got shape {data.shape} of {data.dtype}", path)
+    if not np.isfinite(data).all():
+        bad = int(np.flatnonzero(~np.isfinite(data).reshape(data.shape[0], -1).all(axis=1))[0])
+        raise FormatError(f"row {bad + 1} holds a NaN or an infinity; a right-hand side must be finite", path)
     return data
 
 
-def write_vector(x: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
-    """Write ``x`` atomically (temporary sibling, then rename); refuse to overwrite unless ``force``."""
+def check_vector_output(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Refuse a bad output path for :func:`write_vector` before any work is done."""
     path = Path(path)
+    _suffix(path)
+    check_writable(path, force)
+    return path
+
+
+def write_vector(x: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write ``x`` atomically (temporary sibling, then rename); refuse to overwrite unless ``force``,
+    and never replace a directory that is not a Zarr store."""
+    path = check_vector_output(path, force=force)
     s = _suffix(path)
-    if path.exists() and not force:
-        raise StoreExistsError(f"{path} exists; pass --force (force=True) to replace it")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if s == ".npy":
-        with open(tmp, "wb") as f:
-            np.save(f, x)
-    elif s == ".txt":
-        np.savetxt(tmp, x)
-    elif s == ".mtx":
-        import scipy.io
+    with atomic_output(path, force=force) as tmp:
+        if s == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, x)
+        elif s == ".txt":
+            np.savetxt(tmp, x)
+        elif s == ".mtx":
+            import scipy.io
 
-        with open(tmp, "wb") as f:
-            scipy.io.mmwrite(f, x.reshape(x.shape[0], -1))
-    else:
-        import shutil
+            with open(tmp, "wb") as f:
+                scipy.io.mmwrite(f, x.reshape(x.shape[0], -1))
+        else:
+            from slactl.io.zarr_store import import_zarr
 
-        from slactl.io.zarr_store import import_zarr
-
-        zarr = import_zarr()
-
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        zarr.save_array(str(tmp), x)
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    os.replace(tmp, path)
+            import_zarr().save_array(str(tmp), x)
     return path

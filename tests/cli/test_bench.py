@@ -91,3 +91,52 @@ def test_cuda_paths(capsys):
     for name in ("cg+jacobi", "cupyx-cg", "cupyx-cg+jacobi", "torch-cg+jacobi"):
         if rows[name]["status"] == "ok":
             assert rows[name]["bandwidth_gbs"] > 0 and rows[name]["iterations"] > 50
+
+
+TINY = ["bench", "poisson2d", "--sizes", "100", "--solvers", "scipy-spsolve", "--device", "cpu", "--repeat", "1",
+        "--warmup", "0"]
+
+
+@pytest.mark.parametrize("option, name, needle", [
+    ("--append", "nodir/r.md", "directory {tmp}/nodir does not exist"),
+    ("--append", ".", "is a directory"),
+    ("--plot", "p.xyz", "extension .xyz is not an image format matplotlib writes"),
+    ("--plot", "p", "the name has no extension"),
+])
+def test_outputs_are_checked_before_running(tmp_path, capsys, monkeypatch, option, name, needle):
+    import slactl.benchmark
+
+    monkeypatch.setattr(slactl.benchmark, "run_benchmark", lambda *a, **k: pytest.fail("ran the benchmark"))
+    path = tmp_path / name
+    assert main([*TINY, option, str(path)]) == 2
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert out.out == "" and len(lines) == 1 and "Traceback" not in out.err
+    assert lines[0].startswith(f"slactl: usage: {option} {path}: ") and needle.format(tmp=tmp_path) in lines[0]
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_failed_write_comes_after_the_results(tmp_path, capsys, monkeypatch, json_output):
+    from slactl.benchmark import report
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(report, "append_markdown", refuse)
+    path = tmp_path / "r.md"
+    assert main([*TINY, "--append", str(path), *(["--json"] if json_output else [])]) == 2
+    out = capsys.readouterr()
+    if json_output:
+        assert json.loads(out.out)["rows"][0]["solver"] == "scipy-spsolve"
+    else:
+        assert "scipy-spsolve" in out.out and "true relres" in out.out  # the table was printed first
+    err = [line for line in out.err.strip().splitlines() if line.startswith("slactl:")]
+    assert len(err) == 1 and "Traceback" not in out.err
+    assert err[0] == f"slactl: cannot write: --append {path}: Permission denied; the results are printed above"
+
+
+@pytest.mark.parametrize("sizes", ["1e400", "2e12"])
+def test_absurd_sizes_are_usage_errors(capsys, sizes):
+    assert main(["bench", "--sizes", sizes, "--solvers", "auto", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--sizes" in err and "Traceback" not in err

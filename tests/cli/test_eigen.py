@@ -90,3 +90,55 @@ def test_partition_store_runs_distributed(tmp_path):
     ref = np.linalg.eigvalsh(a.toarray())
     assert s["parts"] == 2 and s["method"] == "lobpcg" and s["converged"]
     np.testing.assert_allclose(s["eigenvalues"], ref[-3:], rtol=1e-9)
+
+
+HERMITIAN = "%%MatrixMarket matrix coordinate complex hermitian\n2 2 2\n1 1 1.0 0\n2 1 1.0 2.0\n"
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_complex_hermitian_is_refused_not_cast_to_real(tmp_path, capsys):
+    # casting to float64 dropped the imaginary part: eigenvalue -0.618 instead of 1 - sqrt(5)
+    path = tmp_path / "herm.mtx"
+    path.write_text(HERMITIAN)
+    assert main(["eigsh", str(path), "-k", "1", "--json"]) == 8
+    out = capsys.readouterr()
+    line = _one_line(out.err)
+    assert out.out == "" and "complex matrices are not supported by eigsh yet" in line and "herm.mtx" in line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--method", "arpack", "--maxiter", "0"], "--maxiter must be at least 1, got 0"),
+    (["--maxiter", "-3"], "--maxiter must be at least 1"),
+    (["--tol", "0"], "--tol must be positive"),
+    (["--method", "nope"], "--method must be one of auto, lobpcg, arpack, dense"),
+])
+def test_bad_options_are_one_line_exit_2(laplacian, capsys, args, needle):
+    path, _ = laplacian
+    assert main(["eigsh", str(path), "-k", "2", *args]) == 2
+    assert needle in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-k", "4", "--method", "arpack"], "use --method dense"),
+    (["-k", "2", "--method", "lobpcg"], "use --method dense"),
+    (["-k", "1", "--method", "lobpcg", "--which", "LM"], "--which LM use --method arpack"),
+])
+def test_advice_names_cli_options(tmp_path, capsys, args, needle):
+    path = tmp_path / "small.mtx"
+    scipy.io.mmwrite(str(path), sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4)))
+    assert main(["eigsh", str(path), *args]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert needle in line and "method='" not in line and "which='" not in line
+
+
+def test_engine_advice_is_translated_to_cli_options():
+    from slactl.cli.eigen import _cli_words
+
+    assert _cli_words("use method='dense'") == "use --method dense"
+    assert _cli_words("(which='SA' or 'LA'); for sigma or which='LM' use method='arpack' or 'auto'") == (
+        "(--which SA or --which LA); for --sigma or --which LM use --method arpack or --method auto")

@@ -134,3 +134,98 @@ def test_missing_zarr_is_one_clear_error(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "gallery", "poisson2d", "--size", "8", "--out", tmp_path / "p.zarr")
     assert code == 4 and err.count("\n") == 1 and "pip install zarr" in err
     assert not (tmp_path / "p.zarr").exists()
+
+
+# --------------------------------------------------------------------------- audit regressions
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _npz(path, data, *, fmt=b"csr", indices=(0, 1), indptr=(0, 1, 2), meta=None):
+    arrays = dict(format=np.array(fmt), shape=np.array([2, 2]), data=np.asarray(data),
+                  indices=np.array(indices, np.int32), indptr=np.array(indptr, np.int32))
+    if meta is not None:
+        arrays["slactl"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    return path
+
+
+def test_info_complex_hermitian(capsys, tmp_path):
+    path = tmp_path / "herm.mtx"
+    path.write_text("%%MatrixMarket matrix coordinate complex hermitian\n2 2 3\n1 1 4.0 0\n2 1 1.0 2.0\n2 2 5.0 0\n")
+    code, out, err = run(capsys, "info", path, "--json")
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert report["field"] == "complex" and report["numerically_hermitian"] is True
+    assert report["spd"]["verdict"] == "yes" and report["solver"]
+    code, out, err = run(capsys, "info", path)
+    assert code == 0 and "hermitian" in out and err == ""
+
+
+def test_info_reads_float16_npz_exactly(capsys, tmp_path):
+    path = _npz(tmp_path / "f16.npz", np.array([1.5, -0.25], np.float16))
+    code, out, err = run(capsys, "info", path, "--json")
+    assert code == 0 and err == "", err
+    assert json.loads(out)["dtype"] == "float32"
+    assert read(path).csr.toarray().tolist() == [[1.5, 0.0], [0.0, -0.25]]
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("format", "the 'format' entry must be one string"),
+    ("strings", "array 'data' holds values of dtype <U1"),
+])
+def test_info_malformed_npz_names_the_file(capsys, tmp_path, kind, needle):
+    if kind == "format":
+        path = _npz(tmp_path / "fmtarr.npz", [1.0, 2.0], fmt=[b"csr", b"csr"])
+    else:
+        path = _npz(tmp_path / "strdata.npz", np.array(["a", "b"]))
+    code, _, err = run(capsys, "info", path)
+    line = _one_line(err)
+    assert code == 2 and needle in line and line.startswith(f"slactl: bad input: {path}: ")
+
+
+def test_false_symmetry_metadata_is_refused_on_read(capsys, tmp_path):
+    path = _npz(tmp_path / "liesym.npz", [1.0, 2.0, 3.0, 4.0], indices=(0, 1, 0, 1), indptr=(0, 2, 4),
+                meta={"field": "real", "symmetry": "symmetric"})
+    code, _, err = run(capsys, "convert", path, tmp_path / "liesym.mtx")
+    line = _one_line(err)
+    assert code == 2 and f"{path}: the metadata declares the matrix symmetric" in line
+    assert "symmetry=" not in line and not (tmp_path / "liesym.mtx").exists()
+
+
+def test_integer_duplicates_that_overflow_are_refused(capsys, tmp_path):
+    path = tmp_path / "intovf.mtx"
+    path.write_text("%%MatrixMarket matrix coordinate integer general\n1 1 2\n1 1 9223372036854775807\n1 1 1\n")
+    code, out, err = run(capsys, "info", path, "--json")
+    line = _one_line(err)
+    assert code == 2 and out == "" and str(path) in line and "entry (1, 1)" in line and "int64 range" in line
+    ok = tmp_path / "intok.mtx"  # large values whose sum fits are summed exactly
+    ok.write_text("%%MatrixMarket matrix coordinate integer general\n1 1 2\n1 1 9223372036854775806\n1 1 1\n")
+    assert int(read(ok).csr[0, 0]) == 2**63 - 1
+
+
+def test_upper_triangle_entry_of_a_symmetric_file_names_the_line(capsys, tmp_path):
+    path = tmp_path / "upper.mtx"
+    path.write_text("%%MatrixMarket matrix coordinate real symmetric\n2 2 3\n1 1 1\n2 1 1\n1 2 1\n")
+    code, _, err = run(capsys, "info", path)
+    line = _one_line(err)
+    assert code == 2 and f"{path}:5: entry (1, 2) lies above the diagonal" in line
+
+
+@pytest.mark.parametrize("name, param, needle", [
+    ("rgg_laplacian", "seed=-1", "seed must be a non-negative integer, got -1"),
+    ("anisotropic2d", "epsilon=abc", "parameter epsilon must be a number, got 'abc'"),
+    ("highcontrast2d", "blocks=2.5", "parameter blocks must be an integer"),
+    ("convdiff2d", "angle=nan", "parameter angle must be a finite number, got nan"),
+    ("convdiff2d", "epsilon=inf", "must be a finite number"),
+    ("convdiff2d", "epsilon=1e308", "non-finite (NaN or Inf) entries"),
+    ("poisson2d", "omega=1", "poisson2d has no parameter 'omega'"),
+])
+def test_gallery_bad_parameters_write_nothing(capsys, tmp_path, name, param, needle):
+    out_path = tmp_path / "g.zarr"
+    code, _, err = run(capsys, "gallery", name, "--size", "6", "--out", out_path, "--param", param)
+    line = _one_line(err)
+    assert code == 2 and line.startswith("slactl: usage: ") and needle in line, line
+    assert not out_path.exists()

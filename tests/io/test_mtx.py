@@ -87,10 +87,14 @@ def test_pattern_duplicates_stay_one(tmp_path):
     np.testing.assert_array_equal(got.csr.toarray(), [[0, 1, 0], [1, 0, 0], [0, 0, 1]])
 
 
-def test_upper_triangle_entries_of_a_symmetric_file_are_mirrored(tmp_path):
-    text = "%%MatrixMarket matrix coordinate real symmetric\n3 3 2\n1 3 5\n2 2 1\n"
-    got = read_mtx(write_text(tmp_path, text))
-    np.testing.assert_array_equal(got.csr.toarray(), [[0, 0, 5], [0, 1, 0], [5, 0, 0]])
+@pytest.mark.parametrize("kind, value", [("real symmetric", "5"), ("real skew-symmetric", "5"),
+                                         ("complex hermitian", "5 1"), ("pattern symmetric", "")])
+def test_upper_triangle_entries_of_a_symmetric_file_are_refused(tmp_path, kind, value):
+    # the spec stores the lower triangle only; an upper entry would be mirrored onto (and summed
+    # with) its partner, so a strict reader names the line instead
+    text = f"%%MatrixMarket matrix coordinate {kind}\n3 3 2\n2 1 {value}\n1 3 {value}\n"
+    with pytest.raises(FormatError, match=r"m\.mtx:4: entry \(1, 3\) lies above the diagonal"):
+        read_mtx(write_text(tmp_path, text))
 
 
 @pytest.mark.parametrize(

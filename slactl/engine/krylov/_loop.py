@@ -204,6 +204,21 @@ def resolve_preconditioner(preconditioner: Any, A: Any) -> Any:
     )
 
 
+def check_stopping_rule(rtol: float, atol: float, maxiter: int | None) -> None:
+    """Refuse a tolerance that is negative or not a number, and a negative iteration limit."""
+    import math
+
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise UsageError(f"{name} must be a finite number >= 0, got {value} (--{name} on the command line)")
+    if maxiter is not None and int(maxiter) < 0:
+        raise UsageError(f"maxiter must be non-negative, got {maxiter}")
+
+
 def run_krylov(
     method: str,
     core: Callable[..., None],
@@ -225,13 +240,10 @@ def run_krylov(
     start = time.perf_counter()
     op = as_operator(A, like=b if torch.is_tensor(b) else None)
     check_system(op, b, x0)
-    if rtol < 0 or atol < 0:
-        raise UsageError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    check_stopping_rule(rtol, atol, maxiter)
     M = resolve_preconditioner(preconditioner, A)
     n = op.shape[0]
     maxiter = 10 * n if maxiter is None else int(maxiter)
-    if maxiter < 0:
-        raise UsageError(f"maxiter must be non-negative, got {maxiter}")
     check_every = default_check_every(op.device) if check_every is None else check_every
     with torch.no_grad():
         b = b.detach()

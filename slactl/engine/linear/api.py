@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import torch
 
+from slactl.engine.krylov._loop import check_stopping_rule
 from slactl.engine.krylov.result import Status
 from slactl.engine.linear.adjoint import AdjointSolve
 from slactl.engine.linear.backends import get_backend
@@ -96,6 +97,7 @@ def solve(
         raise UsageError(f"A must be a SparseMatrix or SparseMatrixList, got {type(A).__name__}; build one with SparseMatrix.from_scipy/from_dense")
     if A.shape[0] != A.shape[1]:
         raise StructureError(f"solve needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
+    check_stopping_rule(rtol, atol, maxiter)  # for every method: a direct solve checks its residual too
     A.check_compatible(b, "b")
     flat, bb = _flatten(A, b)
     if x0 is not None:

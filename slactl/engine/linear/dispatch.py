@@ -59,6 +59,17 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
     dev = device.type
     if method not in ("auto", "direct") + KRYLOV_METHODS:
         raise UsageError(f"unknown method {method!r}; choose auto, direct, {', '.join(KRYLOV_METHODS)}")
+    named = _named_preconditioner(preconditioner)
+    if named and (method == "direct" or (backend != "auto" and get_backend(backend).kind == "direct")):
+        raise UsageError(
+            f"a preconditioner ({named}) serves iterative methods, and this solve is direct; drop the "
+            "preconditioner or choose an iterative method (cg, gmres, bicgstab, minres)"
+        )
+    if named and method == "auto" and backend == "auto":
+        # a preconditioner asked for means an iterative solve, whatever the size
+        reasons.append(f"preconditioner {named} requested: an iterative method")
+        m = _krylov_for(structure, reasons)
+        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
     if backend != "auto":
         b = get_backend(backend)
         if dev not in b.devices:
@@ -114,6 +125,23 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
     m = "minres" if symmetric else "gmres"
     reasons.append(f"no GPU direct solver: {m}")
     return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
+
+
+def _named_preconditioner(preconditioner: Any) -> str | None:
+    """The preconditioner the caller asked for, or None for "auto" / "none" / None; an unknown
+    name is refused here, before any set-up."""
+    if preconditioner is None:
+        return None
+    if not isinstance(preconditioner, str):
+        return type(preconditioner).__name__
+    key = preconditioner.lower()
+    if key in ("auto", "none"):
+        return None
+    from slactl.engine.preconditioners import PRECONDITIONERS
+
+    if key not in PRECONDITIONERS:
+        raise UsageError(f"unknown preconditioner {preconditioner!r}; choose one of auto, {', '.join(sorted(PRECONDITIONERS))}")
+    return key
 
 
 def _krylov_for(structure: Structure | None, reasons: list[str]) -> str:

@@ -13,6 +13,8 @@ from slactl.engine.matrix import SparseMatrix
 class Structure:
     """What a solver needs to know about ``A`` (one matrix; a batch reports its worst member).
 
+    For complex matrices ``symmetric`` means hermitian (and SPD hermitian positive definite).
+
     ``spd_evidence`` is ``"proven"`` (symmetric, positive diagonal, weakly diagonally dominant:
     SPD by Gershgorin when also nonsingular), ``"likely"`` (symmetric with a positive diagonal: CG
     is tried and falls back on indefiniteness) or ``"none"``.
@@ -29,17 +31,39 @@ class Structure:
         return self.spd_evidence in ("proven", "likely")
 
 
+def _is_hermitian(A: SparseMatrix, tol: float) -> bool:
+    """``max|A - A^H| <= tol * max|A|`` (every matrix of a batch)."""
+    pattern_t, perm = A.pattern.transpose()
+    if pattern_t.same_as(A.pattern):  # structurally symmetric: compare each entry with its mirror
+        d = (A.values - A.values[..., perm].conj()).abs()
+    else:
+        d = (A - A.T.map(torch.conj)).values.abs()
+    if d.numel() == 0:
+        return True
+    scale = A.values.abs().amax() if A.nnz else d.new_zeros(())
+    return bool(d.amax() <= tol * scale)
+
+
 def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
-    """Symmetry, diagonal sign and diagonal dominance of ``A`` in O(nnz)."""
+    """Symmetry (complex: hermitian-ness), diagonal sign and diagonal dominance of ``A`` in O(nnz).
+
+    For a complex ``A``, ``symmetric`` means hermitian and ``positive_diagonal`` a real positive
+    diagonal: the evidence of hermitian positive definiteness CG and Cholesky need."""
     m, n = A.shape
     if m != n:
         return Structure(False, False, False, False, "none")
     pattern = A.pattern
     had = {"transpose": "transpose" in pattern._cache, "diagonal": "diagonal" in pattern._cache, "row": pattern._row is not None}
     with torch.no_grad():
-        symmetric = A.is_symmetric(symmetry_tol)
         diag = A.diagonal()
-        positive = bool((diag > 0).all()) if diag.numel() else False
+        if A.dtype.is_complex:
+            # Complex: the structure CG and Cholesky need is hermitian (A = A^H) with a real
+            # positive diagonal; "symmetric" means hermitian here.
+            symmetric = _is_hermitian(A, symmetry_tol)
+            positive = bool(((diag.real > 0) & (diag.imag.abs() <= symmetry_tol * diag.real)).all()) if diag.numel() else False
+        else:
+            symmetric = A.is_symmetric(symmetry_tol)
+            positive = bool((diag > 0).all()) if diag.numel() else False
         off = A.abs().sum(dim=1) - diag.abs()
         dominant = bool((diag.abs() >= off * (1 - 1e-12)).all()) if diag.numel() else False
     if symmetric:
