@@ -21,7 +21,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from slactl.errors import FormatError
-from slactl.io.matrix_data import SYMMETRIES, MatrixData, canonical_csr, check_finite, validate_csr_arrays
+from slactl.io.matrix_data import (
+    SYMMETRIES,
+    MatrixData,
+    canonical_csr,
+    check_declared_symmetry,
+    check_finite,
+    validate_csr_arrays,
+)
 
 VERSION = "0.1.0"
 _SCALARS = {
@@ -139,6 +146,16 @@ def decode_values(raw: np.ndarray, declared: str, nnz: int, path: Any) -> tuple[
     return raw, "real"
 
 
+def _with_path(fn: Callable[..., Any], path: Any, *args: Any) -> Any:
+    """``fn(*args)``, its FormatError naming ``path`` (canonical_csr does not know the file)."""
+    try:
+        return fn(*args)
+    except FormatError as exc:
+        if exc.path is not None:
+            raise
+        raise FormatError(str(exc), path) from None
+
+
 def matrix_from_buffers(
     desc: Descriptor,
     read: Callable[[str], np.ndarray],
@@ -160,7 +177,7 @@ def matrix_from_buffers(
         if idx.shape[0] != desc.nnz:
             raise FormatError(f"indices_1 has {idx.shape[0]} entries but the descriptor says {desc.nnz}", path)
         if desc.format == "CSR":
-            csr = canonical_csr(values, idx, ptr, (m, n), field)
+            csr = _with_path(canonical_csr, path, values, idx, ptr, (m, n), field)
         else:
             csr = sp.csc_array((values, idx, ptr), shape=(m, n)).tocsr()
     else:
@@ -173,13 +190,20 @@ def matrix_from_buffers(
                 raise FormatError(f"COO {what} indices must lie in [0, {size})", path)
         if desc.format == "COOC":
             rows, cols = cols, rows  # COOC stores the transpose's coordinates
-        csr = sp.coo_array((values, (rows, cols)), shape=(m, n)).tocsr()
+        # rows in order without SciPy's COO conversion, which sums duplicates unchecked: the sum
+        # (with its integer-overflow check) is canonical_csr's, below
+        order = np.argsort(rows, kind="stable")
+        indptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+        csr = sp.csr_array((values[order], cols[order], indptr), shape=(m, n))
     if desc.format != "CSR":
-        csr = canonical_csr(csr.data, csr.indices, csr.indptr, (m, n), field)
+        csr = _with_path(canonical_csr, path, csr.data, csr.indices, csr.indptr, (m, n), field)
     if meta.get("field") == "pattern" and field == "real" and bool((csr.data == 1).all()):
         field = "pattern"
     symmetry = meta.get("symmetry", "general")
     if symmetry not in SYMMETRIES:
         raise FormatError(f"slactl metadata declares symmetry {symmetry!r}, not one of {', '.join(SYMMETRIES)}", path)
     source = meta.get("source")
-    return MatrixData(csr, field, symmetry, source=source if isinstance(source, str) else None)
+    data = MatrixData(csr, field, symmetry, source=source if isinstance(source, str) else None)
+    check_declared_symmetry(data, path)  # writers exploit it: a false claim would change the matrix
+    return data

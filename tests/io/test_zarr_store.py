@@ -71,6 +71,16 @@ def test_reads_stores_written_by_binsparse(tmp_path, fmt):
     assert_same_csr(got.csr, a)
 
 
+def test_binsparse_coo_integer_duplicates_that_overflow_are_refused_naming_the_store(tmp_path):
+    """Duplicates of a COO store are summed with the overflow check (SciPy's COO conversion sums
+    int64 silently, wrapping 2^63 - 1 + 1 to -2^63)."""
+    t = binsparse.COOMatrix(shape=(2, 2), number_of_stored_values=2, indices_0=np.array([0, 0]),
+                            indices_1=np.array([0, 0]), values=np.array([2**63 - 1, 1], dtype=np.int64))
+    binsparse.save_binsparse(t, str(tmp_path / "ovf.zarr"))
+    with pytest.raises(FormatError, match=r"ovf\.zarr.*int64 range"):
+        read_zarr(tmp_path / "ovf.zarr")
+
+
 def test_reads_binsparse_complex_and_iso_values(tmp_path):
     a = make_matrix("complex", "general", n=10)
     t = binsparse.CSRMatrix(shape=a.shape, number_of_stored_values=a.nnz, pointers_to_1=a.indptr,
@@ -192,6 +202,7 @@ def _edit_attrs(path, fn):
         (lambda p: _edit_attrs(p, lambda a: a["binsparse"].update(shape=[-1, 3], binsparse={})), "shape"),
         (lambda p: _edit_attrs(p, lambda a: a["binsparse"].update(number_of_stored_values=7, binsparse={})), "7"),
         (lambda p: _edit_attrs(p, lambda a: a["slactl"].update(symmetry="upper")), "symmetry"),
+        (lambda p: _edit_attrs(p, lambda a: a["slactl"].update(symmetry="symmetric")), "declares the matrix symmetric"),
         (lambda p: _edit_attrs(p, lambda a: a["binsparse"]["data_types"].update(values="float16") or a["binsparse"].pop("binsparse")), "float16"),
     ],
 )

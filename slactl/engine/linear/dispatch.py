@@ -34,7 +34,12 @@ class Choice:
         return "\n".join(lines)
 
 
-def _spd_preconditioner(n: int, reasons: list[str], device: str = "cpu") -> str:
+def _spd_preconditioner(n: int, reasons: list[str], device: str = "cpu", dtype: torch.dtype | None = None) -> str:
+    if dtype is not None and dtype.is_complex:
+        # the AMG hierarchies and IC(0) take real matrices; Jacobi on a real positive diagonal
+        # is hermitian positive definite, as CG needs
+        reasons.append("complex hermitian with a positive diagonal: CG with Jacobi (sa-amg and IC(0) take real matrices)")
+        return "jacobi"
     # Measured (benchmarks/RESULTS.md, 2D Poisson, 1M unknowns, rtol 1e-8): CG + sa-amg takes
     # ~0.07 s on an H100 (pyamg set-up + the same cycle 2.7 s, Jacobi-CG 0.5 s) and 1.7 s on the
     # 2-core CPU (pyamg SA-CG 2.8 s, CG + the pyamg hierarchy 3.1 s).
@@ -69,7 +74,7 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
         # a preconditioner asked for means an iterative solve, whatever the size
         reasons.append(f"preconditioner {named} requested: an iterative method")
         m = _krylov_for(structure, reasons)
-        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
+        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev, dtype), reasons)
     if backend != "auto":
         b = get_backend(backend)
         if dev not in b.devices:
@@ -80,12 +85,12 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
         elif method not in b.methods:
             raise UsageError(f"backend {backend!r} offers methods {', '.join(b.methods)}, not {method!r}")
         reasons.append(f"backend {backend} requested")
-        pre = _preconditioner_for(method, structure, preconditioner, n, reasons, dev)
+        pre = _preconditioner_for(method, structure, preconditioner, n, reasons, dev, dtype)
         return Choice(backend, method, pre, reasons)
 
     if method in KRYLOV_METHODS:
         reasons.append(f"method {method} requested: slactl's Krylov methods on torch")
-        return Choice("torch", method, _preconditioner_for(method, structure, preconditioner, n, reasons, dev), reasons)
+        return Choice("torch", method, _preconditioner_for(method, structure, preconditioner, n, reasons, dev, dtype), reasons)
 
     if method == "direct":
         name = _first_available_direct(dev, reasons)
@@ -106,25 +111,25 @@ def select(n: int, device: torch.device, dtype: torch.dtype, structure: Structur
             return Choice("superlu", "direct", "none", reasons)
         if spd:
             reasons.append(f"n = {n} is large and A is symmetric with a positive diagonal ({structure.spd_evidence} SPD)")
-            return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev), reasons)
+            return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev, dtype), reasons)
         if n <= CPU_NONSYMMETRIC_DIRECT_MAX_ROWS:
             reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and n = {n} <= {CPU_NONSYMMETRIC_DIRECT_MAX_ROWS}: SuperLU is the robust choice")
             return Choice("superlu", "direct", "none", reasons)
         m = "minres" if symmetric else "gmres"
         reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} and large: {m}")
-        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
+        return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev, dtype), reasons)
 
     # CUDA
     if spd:
         reasons.append(f"A is on {dev} and symmetric with a positive diagonal ({structure.spd_evidence} SPD): CG keeps everything on the device")
-        return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev), reasons)
+        return Choice("torch", "cg", _preconditioner_for("cg", structure, preconditioner, n, reasons, dev, dtype), reasons)
     name = _first_available_direct(dev, reasons)
     if name is not None:
         reasons.append(f"{'symmetric indefinite' if symmetric else 'nonsymmetric'} on {dev}: direct solve with {name}")
         return Choice(name, "direct", "none", reasons)
     m = "minres" if symmetric else "gmres"
     reasons.append(f"no GPU direct solver: {m}")
-    return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev), reasons)
+    return Choice("torch", m, _preconditioner_for(m, structure, preconditioner, n, reasons, dev, dtype), reasons)
 
 
 def _named_preconditioner(preconditioner: Any) -> str | None:
@@ -156,14 +161,14 @@ def _krylov_for(structure: Structure | None, reasons: list[str]) -> str:
 
 
 def _preconditioner_for(method: str, structure: Structure | None, requested: Any, n: int, reasons: list[str],
-                        device: str = "cpu") -> Any:
+                        device: str = "cpu", dtype: torch.dtype | None = None) -> Any:
     if method == "direct":
         return "none"
     if not (isinstance(requested, str) and requested == "auto"):
         reasons.append(f"preconditioner {requested if isinstance(requested, str) else type(requested).__name__} requested")
         return requested
     if method == "cg" and structure is not None and structure.spd_likely:
-        return _spd_preconditioner(n, reasons, device)
+        return _spd_preconditioner(n, reasons, device, dtype)
     if method in ("cg", "minres"):
         # MINRES serves indefinite matrices, where AMG or IC(0) need not be positive definite;
         # Jacobi on a positive diagonal always is.

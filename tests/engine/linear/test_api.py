@@ -224,6 +224,19 @@ def test_dispatch_explains_its_choice(capsys):
     assert on_gpu.method == "cg" and on_gpu.preconditioner == "sa-amg"
 
 
+def test_dispatch_gives_a_complex_hermitian_matrix_a_preconditioner_that_takes_it():
+    """sa-amg and IC(0) take real matrices; a large complex hermitian one gets CG with Jacobi."""
+    A = slactl.SparseMatrix.from_scipy(poisson2d(10)).to(dtype=torch.complex128)
+    structure = slactl.engine.linear.analyze(A)
+    assert structure.spd_evidence == "proven"
+    for device in ("cpu", "cuda"):
+        big = slactl.engine.linear.select(1_000_000, torch.device(device), torch.complex128, structure)
+        assert big.method == "cg" and big.preconditioner == "jacobi"
+    x = slactl.solve(A, torch.ones(100, dtype=torch.complex128), method="cg")  # and it runs
+    ref = torch.linalg.solve(A.to_dense(), torch.ones(100, dtype=torch.complex128))
+    torch.testing.assert_close(x, ref, rtol=1e-7, atol=1e-7)
+
+
 def test_bad_requests_raise_clear_errors():
     A = slactl.SparseMatrix.from_scipy(poisson2d(4))
     b = torch.ones(16, dtype=torch.float64)
