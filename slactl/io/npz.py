@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from slactl.errors import FormatError
 from slactl.io.atomic import atomic_output
