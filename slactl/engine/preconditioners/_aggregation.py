@@ -19,6 +19,7 @@ never copies the matrix to the host:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +45,11 @@ class Graph:
     col: torch.Tensor  # int32 or int64
     interpret: bool = False  # run the Triton kernel under its CPU interpreter (tests)
 
-    @property
+    @functools.cached_property
     def dst(self) -> torch.Tensor:
-        """The node each stored neighbour belongs to (int64, one per entry)."""
+        """The node each stored neighbour belongs to (int64, one per entry); built once for the two
+        neighbour maxima of every MIS round, not per call (the torch path: 2D Poisson 1M on 2 cores,
+        23 -> 13-20 ms per call on the finest level)."""
         return torch.repeat_interleave(torch.arange(self.n, device=self.col.device), self.crow[1:] - self.crow[:-1],
                                        output_size=self.col.numel())
 
