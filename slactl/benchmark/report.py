@@ -172,19 +172,21 @@ def append_markdown(path: Path, text: str) -> None:
         f.write(sep + text)
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities as None: the JSON stays strict (json.dumps would write NaN)."""
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN and infinity as None (JSON null), in nested dicts, lists and tuples:
+    JSON has no such numbers, and json.dumps would write ``NaN``, which strict readers refuse. The
+    one copy: every ``--json`` output of the CLI goes through it too (slactl.cli.output)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     return value
 
 
 def to_json(rows: list[Row], cfg: Config, m: dict[str, Any], command: str) -> dict[str, Any]:
-    return _finite({
+    return json_safe({
         "command": command, "machine": m, "device": cfg.device, "dtype": str(cfg.dtype).replace("torch.", ""),
         "rtol": cfg.rtol, "repeat": cfg.repeat, "warmup": cfg.warmup, "problems": cfg.problems, "sizes": cfg.sizes,
         "solvers": [s.name for s in cfg.solvers], "definitions": definitions(cfg),

@@ -6,20 +6,24 @@ traceback, so that the launcher reports the rank that failed first, not its vict
 
 Under `slactl run` (``SLACTL_RUN_REPORT`` names a file that does not exist yet) the user sees ONE
 report of an error, however many ranks hit it: a failing rank holds its error line back, and only
-the first one to create that file prints it (tagged with its rank); the others stay quiet. A
+the first one to create that file prints it (tagged with its rank) and writes its rank and exit
+code there, for `slactl run` to exit with (:mod:`slactl.cli.run_report`); the others stay quiet. A
 victim of a peer's failure prints nothing unless no rank has reported within a second (a peer
-that hangs rather than fails: the victim's timeout is then the only explanation).
+that hangs rather than fails: the victim's timeout is then the only explanation). Over several
+nodes there is no file all ranks share: every failing rank prints its own line, tagged.
 """
+
+from __future__ import annotations
 
 import io
 import os
 import sys
 import time
 
+from slactl.cli import run_report
 from slactl.cli.main import err_console, main
 
 _PEER_SIGNS = ("Connection closed by peer", "Connection reset by peer", "remote worker", "Timed out", "timed out")
-REPORT_ENV = "SLACTL_RUN_REPORT"  # the same name as slactl.cli.run.REPORT_ENV (not imported: run imports torch)
 
 
 def _peer_failure(exc: BaseException) -> bool:
@@ -29,44 +33,26 @@ def _peer_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _PEER_SIGNS)
 
 
-def _launched() -> bool:
-    """Started as a rank by `slactl run` (which set the report file's name)."""
-    return bool(os.environ.get(REPORT_ENV)) and "WORLD_SIZE" in os.environ
+def _claim_report(claim: str, code: int) -> bool:
+    """True for the first rank to report an error: it claims the report, with its rank and ``code``."""
+    return run_report.claim(claim, os.environ.get("RANK", "?"), code)
 
 
-def _claim_report() -> bool:
-    """True for the first rank to report an error (it creates the report file); True as well when
-    there is nothing to coordinate through (no file name, an unwritable place: better twice than never)."""
-    path = os.environ.get(REPORT_ENV)
-    if not path:
-        return True
+def _mark(path: str, suffix: str) -> None:
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return False
-    except OSError:
-        return True
-    os.write(fd, os.environ.get("RANK", "?").encode())
-    os.close(fd)
-    return True
-
-
-def _mark(suffix: str) -> None:
-    try:
-        open(os.environ[REPORT_ENV] + suffix, "w").close()
+        open(path + suffix, "w").close()
     except OSError:
         pass
 
 
-def _wait_for(*suffixes: str, seconds: float) -> None:
-    """Wait until one of the marker files exists (at most ``seconds``).
+def _wait_for(path: str, *suffixes: str, seconds: float) -> None:
+    """Wait until one of the marker files ``path + suffix`` exists (at most ``seconds``).
 
     The launcher stops every rank as soon as one exits with an error, so a rank with nothing to
     say must not exit before the rank that is printing: the report's (``.shown``) or rank 0's
     results (``.rank0``, written when rank 0 is done)."""
-    base = os.environ[REPORT_ENV]
     end = time.monotonic() + seconds
-    while time.monotonic() < end and not any(os.path.exists(base + s) for s in suffixes):
+    while time.monotonic() < end and not any(os.path.exists(path + s) for s in suffixes):
         time.sleep(0.02)
 
 
@@ -87,17 +73,17 @@ def _stopped_line(exc: BaseException) -> str:
     return f"slactl: stopped: another rank failed ({first})\n"
 
 
-def _report_peer_failure(exc: BaseException, by_run: bool) -> None:
-    """A victim's line: shown when not under `slactl run`; under it, only when no rank has
-    reported within a second (the culprit reports within milliseconds of its failure)."""
-    if not by_run:
-        _show(_stopped_line(exc), tagged=False)
+def _report_peer_failure(exc: BaseException, claim: str | None, code: int) -> None:
+    """A victim's line: shown when there is no claim file (not under `slactl run`, or over several
+    nodes: tagged there, as every rank reports); with one, only when no rank has reported within a
+    second (the culprit reports within milliseconds of its failure)."""
+    if claim is None:
+        _show(_stopped_line(exc), tagged=run_report.multi_node())
         return
-    path = os.environ[REPORT_ENV]
     end = time.monotonic() + 1.0
-    while time.monotonic() < end and not os.path.exists(path):
+    while time.monotonic() < end and not os.path.exists(claim):
         time.sleep(0.02)
-    if not os.path.exists(path) and _claim_report():
+    if not os.path.exists(claim) and _claim_report(claim, code):
         _show(_stopped_line(exc), tagged=True)
 
 
@@ -107,7 +93,7 @@ def _run() -> None:
     rank = "WORLD_SIZE" in os.environ
     if rank:
         from slactl.dist.launcher import PEER_FAILURE_EXIT  # (imports torch: only for a launched rank)
-    by_run = _launched()
+    claim = run_report.claim_path()
     held = None
     stopped: list = []
     if rank:
@@ -122,35 +108,30 @@ def _run() -> None:
         held, shown = io.StringIO(), err_console.file
         err_console.file = held  # the error line waits until we know whether another rank reported
     try:
-        try:
-            code = main(classify=classify) if rank else main()
-        finally:
-            if held is not None:
-                err_console.file = shown
-    except Exception as exc:  # noqa: BLE001 - only peer failures are translated; the rest propagate
-        if not _peer_failure(exc):  # (never true outside a launched rank)
-            raise
-        stopped.append(exc)
+        code = main(classify=classify) if rank else main()  # main() returns a code for every Exception
+    finally:
+        if held is not None:
+            err_console.file = shown
     if stopped:
-        _report_peer_failure(stopped[0], by_run)
+        _report_peer_failure(stopped[0], claim, PEER_FAILURE_EXIT)
         sys.exit(PEER_FAILURE_EXIT)
     text = held.getvalue() if held is not None else ""
-    if not by_run:
+    if claim is None:
         if text:
-            _show(text, tagged=False)
+            _show(text, tagged=code != 0 and run_report.multi_node())
         sys.exit(code)
     if code == 0:
         if text:
             _show(text, tagged=False)
-    elif text and _claim_report():
+    elif text and _claim_report(claim, code):
         _show(text, tagged=True)
-        _mark(".shown")
+        _mark(claim, ".shown")
     elif text:  # another rank reported: let it finish its line before the launcher stops it
-        _wait_for(".shown", seconds=2.0)
+        _wait_for(claim, ".shown", seconds=2.0)
     elif os.environ.get("RANK", "0") != "0":  # failed quietly, as followers of rank 0 do
-        _wait_for(".shown", ".rank0", seconds=5.0)
+        _wait_for(claim, ".shown", ".rank0", seconds=5.0)
     if os.environ.get("RANK", "0") == "0":
-        _mark(".rank0")
+        _mark(claim, ".rank0")
     sys.exit(code)
 
 

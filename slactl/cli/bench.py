@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slactl.cli.main import app
+from slactl.cli.output import echo_json
 from slactl.cli.solve import Device, Dtype, _device
 
 DEFAULT_SOLVERS = "auto,cg+jacobi,pyamg,cupyx-cg+jacobi"
@@ -102,7 +102,7 @@ def bench(
         rows = run_benchmark(cfg, progress=hear)
     # Results first: a file that still cannot be written must not lose them.
     if json_output:
-        typer.echo(json.dumps(report.to_json(rows, cfg, machine, command)))
+        echo_json(report.to_json(rows, cfg, machine, command))
         _write_outputs(rows, cfg, machine, command, append, plot)
         return
     table = Table(title=f"slactl bench on {cfg.device}: {report.machine_line(machine)}", title_justify="left")
@@ -128,15 +128,52 @@ def _write_outputs(rows, cfg, machine: dict, command: str, append: Optional[Path
     from slactl.errors import OutputError
 
     for path, option, write in (
-        (append, "--append", lambda: report.append_markdown(append, report.markdown(rows, cfg, machine, command))),
-        (plot, "--plot", lambda: report.plot(rows, cfg, plot, machine)),
+        (append, "--append", lambda: _append_atomically(append, report.markdown(rows, cfg, machine, command))),
+        (plot, "--plot", lambda: _plot_atomically(rows, cfg, plot, machine)),
     ):
         if path is None:
             continue
         try:
             write()
         except OSError as exc:
-            raise OutputError(f"{option} {path}: {exc.strerror or exc}; the results are printed above") from None
+            # atomic_output words the error after the path; the OSError beneath says what went wrong
+            cause = exc.__cause__ if isinstance(exc, OutputError) and isinstance(exc.__cause__, OSError) else exc
+            raise OutputError(f"{option} {path}: {cause.strerror or cause}; the results are printed above") from None
+
+
+def _append_atomically(path: Path, text: str) -> None:
+    """Append a section to ``path`` as a whole: a copy gets the section, then replaces the file, so
+    that a Ctrl-C or a full disk leaves the file as it was, never half a section (main's
+    _interrupted says outputs are atomic). A symbolic link is followed: its target is replaced."""
+    import shutil
+
+    from slactl.benchmark import report
+    from slactl.io.atomic import atomic_output
+
+    path = path.resolve()
+    with atomic_output(path, force=True) as tmp:
+        if path.exists():
+            shutil.copy(path, tmp)  # the data and the permissions
+        report.append_markdown(tmp, text)  # (starts a new file with its heading when there was none)
+
+
+def _plot_atomically(rows, cfg, path: Path, machine: dict) -> None:
+    """Write the plot to a temporary sibling, then rename it into place, like every other output."""
+    import os
+
+    from slactl.benchmark import report
+    from slactl.io.atomic import atomic_output
+
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)  # --plot creates its directory (checked before the run)
+    with atomic_output(path, force=True) as tmp:
+        # matplotlib picks the format by the extension, which the temporary name lacks
+        named = tmp.with_name(tmp.name + path.suffix)
+        try:
+            report.plot(rows, cfg, named, machine)
+            os.replace(named, tmp)
+        finally:
+            named.unlink(missing_ok=True)
 
 
 def _check_output(path: Path, option: str, *, create_parents: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slactl.cli.main import app
+from slactl.cli.output import echo_json
 from slactl.cli.solve import Device, Dtype, _device
 
 
@@ -78,7 +78,7 @@ def eigsh(
     summary = {"matrix": str(matrix), "n": A.shape[0], "nnz": A.nnz, "k": k, "device": dev, "dtype": dtype.value,
                **result.summary(), "warnings": notes}
     if json_output:
-        typer.echo(json.dumps(summary))
+        echo_json(summary)
     else:
         _print(summary)
     if failed is not None:
@@ -87,15 +87,14 @@ def eigsh(
         raise typer.Exit(3)
 
 
-_METHODS = ("auto", "lobpcg", "arpack", "dense")
-
-
 def _check_options(method: str, tol: Optional[float], maxiter: Optional[int]) -> None:
     """Option values the engine would reject with Python wording (or a traceback), checked first."""
+    # the engine's own list: a method it gains is accepted here at once
+    from slactl.engine.eigen.eigsh import METHODS
     from slactl.errors import UsageError
 
-    if method not in _METHODS:
-        raise UsageError(f"--method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if maxiter is not None and maxiter < 1:
         raise UsageError(f"--maxiter must be at least 1, got {maxiter}")
     if tol is not None and not tol > 0:
@@ -146,7 +145,7 @@ def _eigsh_partitioned(store: Path, *, k: int, which: Which, sigma, method: str,
             dist.destroy_process_group()
     if summary is not None:  # rank 0
         if json_output:
-            typer.echo(json.dumps(summary))
+            echo_json(summary)
         else:
             _print(summary)
     if failed is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from slactl.cli.main import app, err_console
+from slactl.cli.output import echo_json
 from slactl.errors import UsageError
 
 _STAGES = {"parse": "reading", "sort": "sorting", "write": "writing"}
@@ -84,7 +84,7 @@ def info(
     report.update(matrix_properties(data))
     report["solver"] = _solver_choice(to_sparse_matrix(data))
     if as_json:
-        typer.echo(json.dumps(report))
+        echo_json(report)
     else:
         Console(highlight=False, soft_wrap=True).print(_info_table(report))
 

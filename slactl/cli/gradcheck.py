@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slactl.cli.main import app
+from slactl.cli.output import echo_json
 from slactl.cli.solve import Device, Dtype, _device
 
 
@@ -74,7 +74,7 @@ def gradcheck(
             report = slactl.gradcheck(op.value, A, directions=directions, eps=eps, seed=seed, rtol=tol, k=k)
     summary = {"matrix": label, **report.to_dict()}
     if json_output:
-        typer.echo(json.dumps(summary))
+        echo_json(summary)
     else:
         _print(console, label, report)
     if not report.passed:

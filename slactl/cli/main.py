@@ -14,7 +14,8 @@ from slactl.cli.errors import INTERNAL_ERROR, exit_code_for
 app = typer.Typer(
     name="slactl",
     help="Differentiable sparse linear algebra for PyTorch: solve, find eigenpairs, check gradients, inspect, convert "
-    "and partition sparse matrices, and run the same commands distributed (slactl COMMAND --help for each).",
+    "and partition sparse matrices, and run solve, eigsh and gradcheck distributed on a partition store "
+    "(slactl COMMAND --help for each).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -98,16 +99,24 @@ def main(argv: list[str] | None = None, *, classify: Callable[[BaseException], t
             return 1
         code, label = classify(exc)
         if code == INTERNAL_ERROR:
-            traceback.print_exc()
+            _print_traceback()
             err_console.print(
                 f"slactl: internal error ({type(exc).__name__}): this is a bug in slactl; please report it "
                 "with the command and the traceback above", markup=False)
             return code
         if _state["debug"]:
-            traceback.print_exc()
+            _print_traceback()
         err_console.print(f"slactl: {label}: {exc}", markup=False)
         return code
     return 0
+
+
+def _print_traceback() -> None:
+    """The traceback of the exception being handled, on err_console's stream like every other
+    line of slactl: a launched rank holds that stream back (slactl.cli.__main__), and sys.stderr
+    would let the traceback of every rank through, ahead of the line that explains it."""
+    traceback.print_exc(file=err_console.file)
+    err_console.file.flush()
 
 
 def _interrupted() -> int:

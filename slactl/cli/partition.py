@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slactl.cli.main import app
+from slactl.cli.output import echo_json
 
 
 class Method(str, Enum):
@@ -80,7 +80,7 @@ def partition(
     write_partition_store(data, part, out, method=method.value, force=force)
     report = {"matrix": str(matrix), "out": str(out), "n": data.shape[0], "nnz": data.nnz, **quality.to_dict()}
     if json_output:
-        typer.echo(json.dumps(report))
+        echo_json(report)
         return
     _print_quality(report)
 

@@ -9,17 +9,27 @@ from typing import List, Optional
 
 import typer
 
+from slactl.cli import run_report
 from slactl.cli.main import app, err_console
-
+from slactl.cli.output import echo_json
+from slactl.cli.run_report import REPORT_ENV
 
 # The subcommands that run distributed, on a partition store; any other would run N times over.
 DISTRIBUTED = ("solve", "eigsh", "gradcheck")
-# Where a launched rank records that it has shown the run's error (see slactl.cli.__main__).
-REPORT_ENV = "SLACTL_RUN_REPORT"
+_STORES = ", ".join(f"{c} STORE" for c in DISTRIBUTED)
+# Built from DISTRIBUTED, so that --help names exactly the subcommands _check_subcommand lets through.
+_HELP = (
+    f"Run {', '.join(DISTRIBUTED[:-1])} or {DISTRIBUTED[-1]} on a partition store over several ranks (every other "
+    f"subcommand is refused): slactl run --procs 4 -- solve A.parts.zarr --json.\n\n"
+    f"The subcommands that run distributed are {_STORES}, where STORE is a partition store written by "
+    "`slactl partition` with one part per rank; rank 0 prints. Give exactly one of --procs (Gloo CPU workers on "
+    "this host) or --gpus (torchrun, NCCL). A rank that fails stops the others; the run exits with that rank's "
+    "exit code, and its error is shown once (over several nodes, every failing rank shows its own)."
+)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             options_metavar="[OPTIONS] -- SUBCOMMAND [ARGS]...")
+             options_metavar="[OPTIONS] -- SUBCOMMAND [ARGS]...", help=_HELP)
 def run(
     ctx: typer.Context,
     procs: Optional[int] = typer.Option(None, "--procs", help="Number of CPU ranks (Gloo) on this host."),
@@ -28,12 +38,7 @@ def run(
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous for --gpus over several nodes."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds a rank may wait for a peer before the run fails."),
 ) -> None:
-    """Run `slactl SUBCOMMAND ARGS` on every rank: slactl run --procs 4 -- solve A.parts.zarr --json.
-
-    Give exactly one of --procs (Gloo CPU workers on this host) or --gpus (torchrun, NCCL). The
-    subcommands that run distributed on a partition store (`slactl partition`): solve STORE,
-    eigsh STORE, gradcheck STORE; rank 0 prints. A rank that fails stops the others; the run exits
-    with that rank's exit code, and its error is shown once."""
+    """`slactl run` (its --help is _HELP)."""
     import tempfile
 
     from slactl.errors import UsageError
@@ -72,10 +77,15 @@ def run(
                                        timeout=timeout, env=env)
         else:
             code, rank = _torchrun(args, gpus, nnodes, rdzv_endpoint, timeout, report)
-        reported = os.path.exists(report)
+        claimed = run_report.read_claim(report)
     if code != 0:
         code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
-        if not reported:  # no rank explained itself (a crash, a signal): say which one failed
+        if claimed is not None:
+            # the code of the rank whose error was shown: the launcher's may be another rank's
+            # (whichever it saw fail first), and torchrun's is its own (1 for any failed worker)
+            code = claimed[1]
+        else:  # no rank explained itself (a crash, a signal; or a run over several nodes, whose
+            # ranks report for themselves): say which one failed
             who = f"rank {rank}" if rank is not None else "a rank"
             err_console.print(f"slactl: run: {who} exited with code {code}; the other ranks were stopped", markup=False)
         raise typer.Exit(code)
@@ -95,7 +105,7 @@ def _check_subcommand(ctx: typer.Context, args: List[str]) -> tuple[str, int]:
     if not rest:
         raise UsageError("name the subcommand to run after --, e.g. slactl run --procs 4 -- solve A.parts.zarr")
     name, command, sub_args = group.resolve_command(root, rest)
-    which = ", ".join(f"{c} STORE" for c in DISTRIBUTED)
+    which = _STORES
     if name not in DISTRIBUTED:
         raise UsageError(f"`slactl {name}` does not run distributed, so slactl run would only repeat it on every rank; "
                          f"the subcommands that run distributed on a partition store (slactl partition) are {which}")
@@ -155,18 +165,18 @@ def solve_partitioned(store, *, rhs: str, method: str, preconditioner: str, rtol
     """`slactl solve STORE` for a partition store: every rank solves its share, rank 0 reports.
 
     Run under `slactl run --procs P` (P = the store's parts). ``--out`` gathers x to rank 0."""
-    import json
-
     import torch
     import torch.distributed as dist
     from rich.console import Console
     from rich.table import Table
 
     from slactl.dist.store_solve import solve_store
-    from slactl.errors import ConvergenceError, StoreExistsError
+    from slactl.errors import ConvergenceError
 
-    if out is not None and out.exists() and not force:
-        raise StoreExistsError(f"{out} exists; pass --force to replace it")
+    if out is not None:  # refused now (suffix, directory, an existing file), not after the solve
+        from slactl.io.vectors import check_vector_output
+
+        check_vector_output(out, force=force)
     failed = None
     try:
         try:
@@ -184,7 +194,7 @@ def solve_partitioned(store, *, rhs: str, method: str, preconditioner: str, rtol
             write_vector(x.cpu().numpy(), out, force=force)
             summary["out"] = str(out)
         if json_output:
-            typer.echo(json.dumps(summary))
+            echo_json(summary)
         else:
             table = Table(title=f"slactl solve: {summary['matrix']}", show_header=False, title_justify="left")
             table.add_column(style="bold")

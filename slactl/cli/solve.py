@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from enum import Enum
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from slactl.cli.main import app
+from slactl.cli.output import echo_json
 
 DEFAULT_PROBLEM = ("poisson2d", 256)  # the embedded default: 65,536 unknowns, 2D Poisson
 
@@ -170,7 +170,7 @@ def solve(
         write_vector(x.cpu().numpy(), out, force=force)
         summary["out"] = str(out)
     if json_output:
-        typer.echo(json.dumps(json_safe(summary)))
+        echo_json(summary)
     else:
         _print_summary(console, summary, x)
     if failed is not None:
@@ -183,20 +183,6 @@ def _describe(x) -> str:
     if x.is_complex():
         return f"max |x_i| {float(x.abs().max()):.6g}, ||x|| = {float(x.norm()):.6g} (complex)"
     return f"min {float(x.min()):.6g}, max {float(x.max()):.6g}, ||x|| = {float(x.norm()):.6g}"
-
-
-def json_safe(value):
-    """``value`` with every NaN or infinity replaced by null: JSON has no such numbers, and
-    ``json.dumps`` would write ``NaN``, which JSON readers refuse."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _print_summary(console: Console, s: dict, x) -> None:
@@ -228,7 +214,7 @@ def backends(json_output: bool = typer.Option(False, "--json", help="Print one J
 
     rows = backend_table()
     if json_output:
-        typer.echo(json.dumps(rows))
+        echo_json(rows)
         return
     table = Table(title="slactl backends", show_lines=True)
     for col in ("backend", "what it does", "available here"):

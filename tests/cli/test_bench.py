@@ -140,3 +140,49 @@ def test_absurd_sizes_are_usage_errors(capsys, sizes):
     assert main(["bench", "--sizes", sizes, "--solvers", "auto", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--sizes" in err and "Traceback" not in err
+
+
+def _interrupt_after(partial):
+    def write(*args):
+        partial(*args)
+        raise KeyboardInterrupt
+
+    return write
+
+
+def _half_a_section(path, text):
+    with open(path, "a") as f:
+        f.write("## a new")
+
+
+def test_an_interrupted_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """Ctrl-C says that outputs are atomic: --append adds its section whole or not at all."""
+    from slactl.benchmark import report
+    from slactl.cli.bench import _write_outputs
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\nearlier sections\n")
+    path.chmod(0o640)
+    monkeypatch.setattr(report, "markdown", lambda *a: "## a new section\n")
+    monkeypatch.setattr(report, "append_markdown", _interrupt_after(_half_a_section))
+    with pytest.raises(KeyboardInterrupt):
+        _write_outputs([], None, {}, "slactl bench", path, None)
+    assert path.read_text() == "# Benchmark results\n\nearlier sections\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]  # no temporary file left behind
+    monkeypatch.undo()
+    monkeypatch.setattr(report, "markdown", lambda *a: "## a new section\n")
+    _write_outputs([], None, {}, "slactl bench", path, None)
+    assert path.read_text() == "# Benchmark results\n\nearlier sections\n\n## a new section\n"
+    assert path.stat().st_mode & 0o777 == 0o640  # replaced by a copy that kept the permissions
+
+
+def test_an_interrupted_plot_leaves_the_old_one(tmp_path, monkeypatch):
+    from slactl.benchmark import report
+    from slactl.cli.bench import _write_outputs
+
+    path = tmp_path / "bench.svg"
+    path.write_text("<svg>the previous plot</svg>")
+    monkeypatch.setattr(report, "plot", _interrupt_after(lambda rows, cfg, p, m: Path(p).write_text("<svg>half")))
+    with pytest.raises(KeyboardInterrupt):
+        _write_outputs([], None, {}, "slactl bench", None, path)
+    assert path.read_text() == "<svg>the previous plot</svg>" and [p.name for p in tmp_path.iterdir()] == ["bench.svg"]

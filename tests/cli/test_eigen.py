@@ -142,3 +142,34 @@ def test_engine_advice_is_translated_to_cli_options():
     assert _cli_words("use method='dense'") == "use --method dense"
     assert _cli_words("(which='SA' or 'LA'); for sigma or which='LM' use method='arpack' or 'auto'") == (
         "(--which SA or --which LA); for --sigma or --which LM use --method arpack or --method auto")
+
+
+def test_the_methods_are_the_engines(monkeypatch):
+    """--method accepts what the engine's eigsh accepts, not a copy that can fall behind."""
+    import importlib
+
+    from slactl.cli.eigen import _check_options
+    from slactl.errors import UsageError
+
+    engine = importlib.import_module("slactl.engine.eigen.eigsh")
+    monkeypatch.setattr(engine, "METHODS", (*engine.METHODS, "newmethod"))
+    _check_options("newmethod", None, None)
+    with pytest.raises(UsageError, match="one of auto, lobpcg, arpack, dense, newmethod, got 'nosuch'"):
+        _check_options("nosuch", None, None)
+
+
+def test_json_stays_strict_when_a_residual_is_nan(laplacian, capsys, monkeypatch):
+    """A diverged eigensolve can leave NaN or inf residuals: --json prints null, not NaN."""
+    import slactl
+
+    class Diverged:
+        def summary(self):
+            return {"eigenvalues": [1.0, float("nan")], "residual_norms": [float("inf"), float("nan")],
+                    "converged": True}
+
+    monkeypatch.setattr(slactl, "eigsh", lambda *a, **k: Diverged())
+    path, _ = laplacian
+    assert main(["eigsh", str(path), "-k", "2", "--json"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads(out, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}: {out}"))
+    assert s["eigenvalues"] == [1.0, None] and s["residual_norms"] == [None, None]

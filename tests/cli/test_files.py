@@ -206,12 +206,12 @@ def test_integer_duplicates_that_overflow_are_refused(capsys, tmp_path):
     assert int(read(ok).csr[0, 0]) == 2**63 - 1
 
 
-def test_upper_triangle_entry_of_a_symmetric_file_names_the_line(capsys, tmp_path):
+def test_a_pair_listed_from_both_triangles_names_the_line(capsys, tmp_path):
     path = tmp_path / "upper.mtx"
     path.write_text("%%MatrixMarket matrix coordinate real symmetric\n2 2 3\n1 1 1\n2 1 1\n1 2 1\n")
     code, _, err = run(capsys, "info", path)
     line = _one_line(err)
-    assert code == 2 and f"{path}:5: entry (1, 2) lies above the diagonal" in line
+    assert code == 2 and f"{path}:5: entry (1, 2) is the mirror of entry (2, 1) on line 4" in line
 
 
 @pytest.mark.parametrize("name, param, needle", [

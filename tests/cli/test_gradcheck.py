@@ -73,3 +73,20 @@ def test_partition_store_runs_distributed(tmp_path):
     assert s["passed"] and s["info"]["parts"] == 2 and s["shape"] == [36, 36]
     (row,) = s["rows"]
     assert (row["operation"], row["wrt"]) == ("eigsh", "values") and row["relative_error"] <= 1e-6
+
+
+def test_json_stays_strict_when_an_error_is_not_finite(monkeypatch, capsys):
+    """A relative error of inf (a zero reference derivative) or NaN prints as null, never as NaN."""
+    import slactl
+
+    class Report:
+        passed = True
+
+        def to_dict(self):
+            return {"rows": [{"relative_error": float("inf")}, {"relative_error": float("nan")}]}
+
+    monkeypatch.setattr(slactl, "gradcheck", lambda *a, **k: Report())
+    assert main(["gradcheck", "--gallery", "poisson2d", "--size", "4", "--device", "cpu", "--json"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads(out, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}: {out}"))
+    assert [r["relative_error"] for r in s["rows"]] == [None, None]

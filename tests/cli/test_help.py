@@ -60,3 +60,20 @@ def test_run_help_shows_the_subcommand_syntax() -> None:
     result = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "-- SUBCOMMAND" in result.output and "--procs" in result.output and "--gpus" in result.output
+
+
+def test_run_says_exactly_which_subcommands_run_distributed() -> None:
+    """`slactl --help`, `slactl run --help` and the README's row name the subcommands that
+    `slactl run` lets through (any other is refused), not "the same subcommand"."""
+    from pathlib import Path
+
+    from slactl.cli.run import DISTRIBUTED
+
+    listed = _description(COMMANDS["run"])  # what `slactl --help` shows beside `run`
+    assert all(name in listed for name in DISTRIBUTED) and "refused" in listed, listed
+    result = runner.invoke(app, ["run", "--help"], terminal_width=200)
+    assert ", ".join(f"{name} STORE" for name in DISTRIBUTED) in " ".join(result.output.split())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `slactl run"))
+    assert all(f"`{name} STORE`" in row for name in DISTRIBUTED) and "refused" in row, row
+    assert "the same subcommand" not in row

@@ -47,3 +47,23 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 def test_a_bad_tolerance_is_a_usage_error_on_every_path(argv, capsys):
     assert main(argv) == 2
     assert "rtol must be a finite number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, code, error", [
+    (["version"], 70, "internal error (RuntimeError)"),  # a bug
+    (["--debug", "info", "no/such.mtx"], 2, "slactl: bad input"),  # --debug on a user error
+])
+def test_the_traceback_goes_where_every_other_line_goes(monkeypatch, capsys, argv, code, error):
+    """A launched rank holds err_console's stream back to report once (slactl.cli.__main__): a
+    traceback written to sys.stderr instead would get past it, on every rank."""
+    import io
+
+    from slactl.cli.main import err_console
+
+    held = io.StringIO()
+    monkeypatch.setattr(err_console, "_file", held)
+    monkeypatch.setattr(platform, "python_version", _raise(RuntimeError("injected bug")))
+    assert main(argv) == code
+    assert capsys.readouterr().err == ""
+    text = held.getvalue()
+    assert text.startswith("Traceback") and error in text.strip().splitlines()[-1]

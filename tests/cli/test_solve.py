@@ -139,7 +139,7 @@ def test_a_nan_right_hand_side_is_bad_input_naming_file_and_row(mtx, tmp_path, c
 
 
 def test_json_has_no_nan():
-    from slactl.cli.solve import json_safe
+    from slactl.benchmark.report import json_safe
 
     assert json.loads(json.dumps(json_safe({"relres": float("nan"), "r": [1.0, float("inf")]}))) == {
         "relres": None, "r": [1.0, None]}
