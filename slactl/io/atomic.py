@@ -60,7 +60,10 @@ def _signals_deferred() -> Iterator[None]:
 
     Python-level handlers, not a signal mask: in a process with other threads (torch's, zarr's) the
     kernel hands a signal to any thread that does not mask it, and Python then raises in the main
-    thread all the same. Only the main thread can install handlers; elsewhere nothing is held."""
+    thread all the same. Only the main thread can install handlers; elsewhere nothing is held.
+
+    Whatever must happen before a held signal takes effect belongs inside the block: SIGTERM's
+    default action ends the process the moment it is re-delivered, with no ``finally`` run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -75,8 +78,18 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if received:
-            signal.raise_signal(received[0])  # delivered now, to the handler the caller had
+        _redeliver(list(dict.fromkeys(received)))  # each distinct signal once, in arrival order
+
+
+def _redeliver(signums: list[int]) -> None:
+    """Raise each of ``signums`` to the handler the caller had, even when an earlier one raises
+    (SIGINT's KeyboardInterrupt must not swallow a SIGTERM that came with it)."""
+    if not signums:
+        return
+    try:
+        signal.raise_signal(signums[0])
+    finally:
+        _redeliver(signums[1:])
 
 
 def _install(tmp: Path, path: Path) -> None:
@@ -89,20 +102,17 @@ def _install(tmp: Path, path: Path) -> None:
         return
     # Directories cannot be swapped atomically with the standard library: park the old one under
     # a hidden name first, and put it back if the second rename fails, so that the user's data is
-    # never left under the hidden name; signals wait until both renames are done.
+    # never left under the hidden name. Signals wait until both renames are done and the parked
+    # copy is removed: a SIGTERM re-delivered earlier would end the process and leave it behind.
     old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    try:
-        with _signals_deferred():
-            os.rename(path, old)
-            try:
-                os.rename(tmp, path)
-            except BaseException:
-                os.rename(old, path)
-                raise
-    finally:
-        # also when a held Ctrl-C is raised as the signals are released: the new data is in place
-        if old.exists() and path.exists():
-            _remove(old)
+    with _signals_deferred():
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)
+            raise
+        _remove(old)
 
 
 def _output_error(exc: OSError, path: Path, tmp: Path) -> OutputError | None:

@@ -133,6 +133,43 @@ class DiskSink(MemorySink):
             self._dir.cleanup()
 
 
+def pair_in_both_triangles(sink: MemorySink) -> tuple[int, int, int, int] | None:
+    """An off-diagonal pair a symmetric kind of file lists from both triangles, (i, j) and (j, i),
+    as (ordinal of the earlier entry, ordinal of the later one, row, column of the later one),
+    0-based, or None. Each side implies the other, so such a file states the pair twice, perhaps
+    with values that contradict each other; summing them would silently double it.
+
+    Run only for files with entries in both triangles (rare): it holds the coordinates of every
+    off-diagonal entry once more, sorted. Named is the pair the file contradicts itself on first:
+    the smallest, over the pairs, of the later of their first listings on each side."""
+    high, low, upper, ordinal = [], [], [], []
+    start = 0
+    for block in sink.blocks(values=False):
+        off = np.flatnonzero(block.rows != block.cols)
+        rows, cols = block.rows[off], block.cols[off]
+        high.append(np.maximum(rows, cols))
+        low.append(np.minimum(rows, cols))
+        upper.append(rows < cols)
+        ordinal.append(off + start)
+        start += block.rows.shape[0]
+    if not high:
+        return None
+    high, low, upper, ordinal = (np.concatenate(parts) for parts in (high, low, upper, ordinal))
+    # by pair, then side, the lower side's listings last-first and the upper side's first-first:
+    # where a pair changes side between neighbours, the two are its first listing on each side
+    order = np.lexsort((np.where(upper, ordinal, -ordinal), upper, low, high))
+    high, low, upper, ordinal = high[order], low[order], upper[order], ordinal[order]
+    both = np.flatnonzero((high[1:] == high[:-1]) & (low[1:] == low[:-1]) & (upper[1:] != upper[:-1]))
+    if both.size == 0:
+        return None
+    later = np.maximum(ordinal[both], ordinal[both + 1])
+    k = int(both[np.argmin(later)])
+    first, second = sorted((int(ordinal[k]), int(ordinal[k + 1])))
+    second_upper = bool(upper[k] if ordinal[k] == second else upper[k + 1])
+    row, col = (int(low[k]), int(high[k])) if second_upper else (int(high[k]), int(low[k]))
+    return first, second, row, col
+
+
 def _scatter(block: CooBlock, next_free: np.ndarray, indices: np.ndarray, data: np.ndarray | None) -> None:
     """Put a block's entries at their rows' next free CSR slots (stable counting sort)."""
     b = block.rows.shape[0]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from slactl.errors import FormatError
 from slactl.io.matrix_data import (
@@ -27,6 +26,8 @@ from slactl.io.matrix_data import (
     canonical_csr,
     check_declared_symmetry,
     check_finite,
+    coo_to_csr,
+    csc_to_csr,
     validate_csr_arrays,
 )
 
@@ -176,10 +177,8 @@ def matrix_from_buffers(
         validate_csr_arrays(ptr, idx, major, f"{desc.format} arrays", path)
         if idx.shape[0] != desc.nnz:
             raise FormatError(f"indices_1 has {idx.shape[0]} entries but the descriptor says {desc.nnz}", path)
-        if desc.format == "CSR":
-            csr = _with_path(canonical_csr, path, values, idx, ptr, (m, n), field)
-        else:
-            csr = sp.csc_array((values, idx, ptr), shape=(m, n)).tocsr()
+        convert = canonical_csr if desc.format == "CSR" else csc_to_csr
+        csr = _with_path(convert, path, values, idx, ptr, (m, n), field)
     else:
         rows = _decode_index(read("indices_0"), desc.data_types["indices_0"], "indices_0", path)
         cols = _decode_index(read("indices_1"), desc.data_types["indices_1"], "indices_1", path)
@@ -190,14 +189,7 @@ def matrix_from_buffers(
                 raise FormatError(f"COO {what} indices must lie in [0, {size})", path)
         if desc.format == "COOC":
             rows, cols = cols, rows  # COOC stores the transpose's coordinates
-        # rows in order without SciPy's COO conversion, which sums duplicates unchecked: the sum
-        # (with its integer-overflow check) is canonical_csr's, below
-        order = np.argsort(rows, kind="stable")
-        indptr = np.zeros(m + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
-        csr = sp.csr_array((values[order], cols[order], indptr), shape=(m, n))
-    if desc.format != "CSR":
-        csr = _with_path(canonical_csr, path, csr.data, csr.indices, csr.indptr, (m, n), field)
+        csr = _with_path(coo_to_csr, path, values, rows, cols, (m, n), field)
     if meta.get("field") == "pattern" and field == "real" and bool((csr.data == 1).all()):
         field = "pattern"
     symmetry = meta.get("symmetry", "general")

@@ -27,9 +27,9 @@ import scipy.sparse as sp
 
 from slactl.errors import FormatError, UsageError
 from slactl.io.atomic import atomic_output
-from slactl.io.csr_build import DiskSink, MemorySink, build_csr
+from slactl.io.csr_build import DiskSink, MemorySink, build_csr, pair_in_both_triangles
 from slactl.io.matrix_data import MatrixData, has_symmetry, value_dtype
-from slactl.io.mtx_body import DEFAULT_BLOCK_BYTES, BodyReader
+from slactl.io.mtx_body import DEFAULT_BLOCK_BYTES, BodyReader, entry_lines
 from slactl.io.mtx_header import MtxHeader, read_header
 
 Progress = Callable[[str, int, int], None]
@@ -124,6 +124,8 @@ def read_mtx(
             reader = BodyReader(stream, header, path, allow_nonfinite=allow_nonfinite, block_bytes=block_bytes, progress=tick)
             for block in reader:
                 sink.add(block)
+            if reader.both_triangles:
+                _refuse_pairs_listed_twice(sink, header, path, block_bytes)
             place = None if progress is None else (lambda done: progress("sort", done, reader.count))
             try:
                 csr = build_csr(sink, shape, header.field, value_dtype(header.field), progress=place)
@@ -134,6 +136,25 @@ def read_mtx(
         finally:
             sink.close()
     return MatrixData(csr, header.field, header.symmetry, source=_source(header) or path.name)
+
+
+def _refuse_pairs_listed_twice(sink: MemorySink, header: MtxHeader, path: Path, block_bytes: int) -> None:
+    """FormatError naming the line of an entry whose mirror the file also lists (both triangles)."""
+    found = pair_in_both_triangles(sink)
+    if found is None:
+        return
+    first, second, row, col = found
+    with _open_read(path) as (stream, _):
+        read_header(stream, path)
+        first_line, second_line = entry_lines(stream, [first, second], header.size_line + 1, block_bytes, path)
+    sym = header.symmetry
+    raise FormatError(
+        f"entry ({row + 1}, {col + 1}) is the mirror of entry ({col + 1}, {row + 1}) on line {first_line}: a {sym} "
+        "file lists each off-diagonal pair once, in either triangle, and the other is implied; remove one of the "
+        "two lines, or declare the file general and list both halves",
+        path,
+        second_line,
+    )
 
 
 def _source(header: MtxHeader) -> str | None:

@@ -11,10 +11,12 @@ Each block of whole lines takes one of two paths:
   the error can name it. Blocks with blank lines, carriage returns, "nan"/"inf" or a leading '+'
   come this way, as do all ``array`` files.
 
-Either way the entries are then checked here (index range, NaN/Inf, the lower triangle only in
-symmetric kinds of files, diagonal rules of skew-symmetric and hermitian files, the declared entry
-count), block by block, so that memory
-stays bounded by the block size.
+Either way the entries are then checked here (index range, NaN/Inf, diagonal rules of
+skew-symmetric and hermitian files, the declared entry count), block by block, so that memory
+stays bounded by the block size. Symmetric kinds of files may list either triangle (the spec says
+the lower one; SciPy and other tools also write and read the upper one): the reader notes which
+triangles hold entries, and a file that uses both is checked once read (:mod:`slactl.io.mtx`)
+for a pair listed from both sides.
 """
 
 from __future__ import annotations
@@ -88,6 +90,27 @@ def _line_of_entry(block: bytes, first_line: int, k: int) -> int:
     return first_line + block.count(b"\n")
 
 
+_ENTRY_LINE = re.compile(rb"^[^\S\n]*\S", re.MULTILINE)  # a line with something on it
+
+
+def entry_lines(stream: BinaryIO, ordinals: list[int], first_line: int, block_bytes: int, path: Any) -> list[int]:
+    """File lines of the body entries with these 0-based ordinals, ``stream`` positioned at the
+    first body line (file line ``first_line``). Error path only: it reads the body again."""
+    want = sorted(set(ordinals))
+    found: dict[int, int] = {}
+    seen, line = 0, first_line
+    for block in _line_blocks(stream, block_bytes, path):
+        entries = len(_ENTRY_LINE.findall(block))
+        while want and want[0] < seen + entries:
+            k = want.pop(0)
+            found[k] = _line_of_entry(block, line, k - seen)
+        if not want:
+            break
+        seen += entries
+        line += block.count(b"\n")
+    return [found.get(k, line) for k in ordinals]
+
+
 def _column_start(j: np.ndarray, height: int) -> np.ndarray:
     """Index of the first stored value of column j of a lower triangle whose column 0 has
     ``height`` values (column j has height - j): j height - j (j - 1) / 2."""
@@ -142,6 +165,14 @@ class BodyReader:
         kinds = {"int": np.int64, "float": np.float64}
         self.dtype = np.dtype([(name, kinds[kind]) for name, kind, _ in self.columns])
         self.count = 0
+        # which triangles of a symmetric kind of file hold off-diagonal entries (see _note_triangles)
+        self.lower = self.upper = False
+
+    @property
+    def both_triangles(self) -> bool:
+        """Whether entries were listed on both sides of the diagonal: then a pair may be listed
+        twice, (i, j) and (j, i), which :func:`slactl.io.csr_build.pair_in_both_triangles` finds."""
+        return self.lower and self.upper
 
     # ----------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[CooBlock]:
@@ -266,24 +297,21 @@ class BodyReader:
                 f"{self.header.size_line} (indices are 1-based)",
                 block, first_line, k,
             )
-        self._check_triangle(rows, cols, block, first_line)
+        self._note_triangles(rows, cols)
         self._check_diagonal(rows, cols, coo.values, block, first_line)
         return coo
 
-    def _check_triangle(self, rows, cols, block: bytes, first_line: int) -> None:
-        """A symmetric kind of file lists each off-diagonal pair once, in the lower triangle; an
-        entry above the diagonal would be mirrored onto (and summed with) its partner."""
-        sym = self.header.symmetry
-        if sym == "general":
+    def _note_triangles(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Note which triangles a symmetric kind of file lists entries in: one comparison per
+        block, since a file keeps to one triangle and the side already seen is not tested again.
+        Either triangle is valid (the mirror is implied both ways); only a pair listed from both
+        sides is an error, which only a file using both triangles can contain."""
+        if self.header.symmetry == "general" or self.both_triangles:
             return
-        above = rows < cols
-        if above.any():
-            k = int(np.flatnonzero(above)[0])
-            raise self._fail(
-                f"entry ({rows[k] + 1}, {cols[k] + 1}) lies above the diagonal, but a {sym} file stores only the "
-                "lower triangle (row >= column); swap its indices, or declare the file general and list both halves",
-                block, first_line, k,
-            )
+        if not self.upper:
+            self.upper = bool((rows < cols).any())
+        if not self.lower:
+            self.lower = bool((rows > cols).any())
 
     def _array_to_coo(self, vals: np.ndarray, block: bytes, first_line: int) -> CooBlock:
         """Dense column-major values -> coordinates of the nonzeros (zeros are not stored)."""

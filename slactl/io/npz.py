@@ -20,8 +20,8 @@ import numpy as np
 from slactl.errors import FormatError
 from slactl.io.atomic import atomic_output
 from slactl.io.descriptor import matrix_from_buffers, parse_descriptor
-from slactl.io.matrix_data import (SYMMETRIES, MatrixData, canonical_csr, check_declared_symmetry, check_finite, field_of,
-                                  validate_csr_arrays)
+from slactl.io.matrix_data import (SYMMETRIES, MatrixData, canonical_csr, check_declared_symmetry, check_finite, coo_to_csr,
+                                  csc_to_csr, field_of, validate_csr_arrays)
 
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError)
 
@@ -91,12 +91,13 @@ def _values(archive: Any, path: Path) -> np.ndarray:
     return values
 
 
-def _coo_to_csr_arrays(values: np.ndarray, row: np.ndarray, col: np.ndarray, m: int) -> tuple:
-    """CSR arrays from COO triplets, duplicates kept (canonical_csr sums them, checking overflow)."""
-    order = np.lexsort((col, row))
-    indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row, minlength=m), out=indptr[1:])
-    return values[order], col[order].astype(np.int64, copy=False), indptr
+def _field(values: np.ndarray, meta: dict) -> str:
+    """The Matrix Market field of stored values: booleans, or ones the metadata calls a pattern."""
+    if values.dtype.kind == "b":
+        return "pattern"
+    if meta.get("field") == "pattern" and bool((values == 1).all()):
+        return "pattern"
+    return field_of(values)
 
 
 def _read_scipy(archive: Any, path: Path, meta: dict, allow_nonfinite: bool) -> MatrixData:
@@ -106,31 +107,26 @@ def _read_scipy(archive: Any, path: Path, meta: dict, allow_nonfinite: bool) -> 
         raise FormatError(f"shape {shape} is not two non-negative integers", path)
     values = _values(archive, path)
     check_finite(values, allow_nonfinite, "array 'data'", path)
+    field = _field(values, meta)
+    values = values.astype(np.float64) if values.dtype.kind == "b" else values
     if fmt in ("csr", "csc"):
         indptr, indices = _member(archive, "indptr", path), _member(archive, "indices", path)
         major = shape if fmt == "csr" else shape[::-1]
         if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or indices.shape != values.shape:
             raise FormatError("'indices' and 'indptr' must be integer arrays and match 'data' in length", path)
         validate_csr_arrays(indptr, indices, major, f"{fmt} arrays", path)
-        if fmt == "csr":
-            data, cols, ptr = values, indices, indptr
-        else:  # CSC -> COO -> CSR without summing duplicates (canonical_csr does that, checked)
-            col = np.repeat(np.arange(shape[1], dtype=np.int64), np.diff(indptr))
-            data, cols, ptr = _coo_to_csr_arrays(values, indices.astype(np.int64), col, shape[0])
+        args = (values, indices, indptr)
+        convert = canonical_csr if fmt == "csr" else csc_to_csr
     elif fmt == "coo":
         row, col = _member(archive, "row", path), _member(archive, "col", path)
         for arr, size in ((row, shape[0]), (col, shape[1])):
             if arr.shape != values.shape or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= size)):
                 raise FormatError("COO 'row'/'col' arrays do not fit 'data' and the shape", path)
-        data, cols, ptr = _coo_to_csr_arrays(values, row.astype(np.int64), col, shape[0])
+        args, convert = (values, row, col), coo_to_csr
     else:
         raise FormatError(f"sparse format {fmt!r} is not supported; save the matrix as csr, csc or coo", path)
-    field = field_of(data) if data.dtype.kind != "b" else "pattern"
-    if meta.get("field") == "pattern" and bool((data == 1).all()):
-        field = "pattern"
-    data = data.astype(np.float64) if data.dtype.kind == "b" else data
     try:
-        csr = canonical_csr(data, cols, ptr, shape, field)
+        csr = convert(*args, shape, field)
     except FormatError as exc:  # duplicates whose integer sum overflows: name the file
         raise FormatError(str(exc), path) from None
     symmetry = meta.get("symmetry", "general")

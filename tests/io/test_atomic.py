@@ -87,3 +87,68 @@ def test_an_input_error_inside_the_block_is_not_called_an_output_error(tmp_path)
         with atomic_output(tmp_path / "x.npy"):
             open(tmp_path / "missing-input.mtx")  # noqa: SIM115
     assert list(tmp_path.iterdir()) == []
+
+
+_SIGTERM_DURING_SWAP = """
+import os, signal, sys
+from pathlib import Path
+from slactl.io.atomic import atomic_output
+
+real_rename = os.rename
+
+def rename(src, dst):
+    real_rename(src, dst)
+    if ".old-" in str(dst):  # the old store is parked: the swap is half done
+        os.kill(os.getpid(), signal.SIGTERM)
+
+os.rename = rename
+with atomic_output(Path(sys.argv[1]), force=True) as tmp:
+    tmp.mkdir()
+    (tmp / "zarr.json").write_text("{}")
+    (tmp / "data").write_text("new")
+print("SIGTERM was lost")
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_sigterm_during_a_swap_ends_the_process_after_the_old_store_is_removed(tmp_path):
+    """SIGTERM's default action ends the process the moment it is re-delivered, so the parked old
+    store must be gone before that: the target is the new store and nothing hidden is left."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.zarr"
+    _store(path, "old")
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_DURING_SWAP, str(path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == -signal.SIGTERM, proc.stdout + proc.stderr
+    assert "SIGTERM was lost" not in proc.stdout
+    assert (path / "data").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_every_distinct_signal_held_during_a_swap_is_delivered(tmp_path, monkeypatch):
+    """SIGINT and SIGTERM both arrive (SIGINT twice) while the signals are held: each reaches the
+    handler the caller had, once, and the KeyboardInterrupt of the first does not swallow the second."""
+    path = tmp_path / "a.zarr"
+    _store(path, "old")
+    real_rename = os.rename
+    seen = []
+
+    def rename(src, dst):
+        real_rename(src, dst)
+        if ".old-" in str(dst):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(atomic.os, "rename", rename)
+    before = signal.signal(signal.SIGTERM, lambda number, frame: seen.append(number))
+    try:
+        with pytest.raises(KeyboardInterrupt), atomic_output(path, force=True) as tmp:  # SIGINT: the default
+            _store(tmp, "new")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert seen == [signal.SIGTERM]
+    assert (path / "data").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
-from io_helpers import assert_same_csr, make_matrix, write_text
+from io_helpers import COMBOS, assert_same_csr, make_matrix, write_text
 
 from slactl.errors import FormatError, StoreExistsError, UsageError
 from slactl.io import MatrixData, read_mtx, write_mtx
@@ -87,14 +87,85 @@ def test_pattern_duplicates_stay_one(tmp_path):
     np.testing.assert_array_equal(got.csr.toarray(), [[0, 1, 0], [1, 0, 0], [0, 0, 1]])
 
 
+def _listed(a, triangle: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (row, col, value) entries a symmetric kind of file lists for ``a``: its diagonal and one
+    triangle, the upper one, the lower one, or each pair from a random side ("mixed")."""
+    coo = sp.coo_array(a)
+    keep = coo.row >= coo.col
+    rows, cols, vals = coo.row[keep], coo.col[keep], coo.data[keep]
+    flip = {"lower": np.zeros(len(rows), bool), "upper": rows != cols,
+            "mixed": (rows != cols) & (np.random.default_rng(1).random(len(rows)) < 0.5)}[triangle]
+    # the entry (j, i) of a listed (i, j) is the matrix's own value there: swap and take a[j, i]
+    mirror_vals = np.asarray(a[cols[flip], rows[flip]]).ravel()
+    rows[flip], cols[flip] = cols[flip], rows[flip].copy()
+    vals = vals.copy()
+    vals[flip] = mirror_vals
+    return rows, cols, vals
+
+
+def _mtx_text(field: str, symmetry: str, shape, rows, cols, vals) -> str:
+    lines = [f"%%MatrixMarket matrix coordinate {field} {symmetry}", f"{shape[0]} {shape[1]} {len(rows)}"]
+    for i, j, v in zip(rows, cols, vals):
+        if field == "pattern":
+            value = ""
+        elif field == "complex":
+            value = f" {float(v.real)!r} {float(v.imag)!r}"
+        else:
+            value = f" {int(v)}" if field == "integer" else f" {float(v)!r}"
+        lines.append(f"{i + 1} {j + 1}{value}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("triangle", ["upper", "mixed"])
+@pytest.mark.parametrize("field, symmetry", [c for c in COMBOS if c[1] != "general"])
+def test_symmetric_files_may_list_either_triangle_like_scipy(tmp_path, field, symmetry, triangle):
+    """The spec stores the lower triangle, but SciPy (and other tools) read either: a symmetric
+    kind of file listing upper entries, or some pairs from each side, is the same matrix."""
+    a = make_matrix(field, symmetry, n=30, seed=4)
+    rows, cols, vals = _listed(a, triangle)
+    assert (rows < cols).any()
+    path = write_text(tmp_path, _mtx_text(field, symmetry, a.shape, rows, cols, vals))
+    got = read_mtx(path)
+    assert (got.field, got.symmetry) == (field, symmetry)
+    assert_same_csr(got.csr, a)
+    ref = sp.csr_array(scipy.io.mmread(path, spmatrix=False))
+    np.testing.assert_array_equal(got.csr.toarray(), ref.toarray())
+
+
 @pytest.mark.parametrize("kind, value", [("real symmetric", "5"), ("real skew-symmetric", "5"),
-                                         ("complex hermitian", "5 1"), ("pattern symmetric", "")])
-def test_upper_triangle_entries_of_a_symmetric_file_are_refused(tmp_path, kind, value):
-    # the spec stores the lower triangle only; an upper entry would be mirrored onto (and summed
-    # with) its partner, so a strict reader names the line instead
-    text = f"%%MatrixMarket matrix coordinate {kind}\n3 3 2\n2 1 {value}\n1 3 {value}\n"
-    with pytest.raises(FormatError, match=r"m\.mtx:4: entry \(1, 3\) lies above the diagonal"):
+                                         ("complex hermitian", "5 1"), ("pattern symmetric", ""),
+                                         ("integer symmetric", "5")])
+def test_a_pair_listed_from_both_triangles_is_refused_naming_the_line(tmp_path, kind, value):
+    """(1, 2) and (2, 1) in a symmetric kind of file: each implies the other, so the pair is stated
+    twice (perhaps contradicting itself); summing would double it, so the reader names the line."""
+    text = f"%%MatrixMarket matrix coordinate {kind}\n3 3 4\n2 1 {value}\n3 2 {value}\n3 1 {value}\n1 2 {value}\n"
+    with pytest.raises(FormatError, match=r"m\.mtx:6: entry \(1, 2\) is the mirror of entry \(2, 1\) on line 3"):
         read_mtx(write_text(tmp_path, text))
+
+
+@pytest.mark.parametrize("block_bytes", [8, 1 << 20])
+@pytest.mark.parametrize("spill", [False, True])
+@pytest.mark.parametrize("suffix", [".mtx", ".mtx.gz"])
+def test_a_pair_listed_twice_is_found_across_blocks_and_blank_lines(tmp_path, block_bytes, spill, suffix):
+    body = "".join(f"{i} {j} 1.5\n" for i in range(2, 40) for j in range(1, i, 7))  # lower only
+    body += "\n  \n" + "".join(f"{j} {i} 1.5\n" for i in range(2, 40) for j in range(3, i, 9))  # upper, no clash
+    clash = body.count("\n") + 4  # file line of the entry appended next, 3 header lines before the body
+    body += "8 20 1.5\n"  # the mirror of (20, 8)
+    entries = sum(1 for line in body.splitlines() if line.strip())
+    text = f"%%MatrixMarket matrix coordinate real symmetric\n% comment\n40 40 {entries}\n" + body
+    first = 4 + body.splitlines().index("20 8 1.5")
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    with pytest.raises(FormatError) as err:
+        read_mtx(path, block_bytes=block_bytes, spill_dir=tmp_path if spill else None)
+    assert str(err.value).startswith(f"{path}:{clash}: entry (8, 20) is the mirror of entry (20, 8) on line {first}")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no spill files left
+
+
+def test_duplicates_in_one_triangle_are_still_summed(tmp_path):
+    text = "%%MatrixMarket matrix coordinate real symmetric\n3 3 4\n1 2 1.5\n1 2 2\n3 1 1\n3 1 1\n"
+    got = read_mtx(write_text(tmp_path, text))
+    np.testing.assert_array_equal(got.csr.toarray(), [[0, 3.5, 2], [3.5, 0, 0], [2, 0, 0]])
 
 
 @pytest.mark.parametrize(
@@ -285,3 +356,17 @@ def test_float32_values_round_trip_exactly(tmp_path):
     got = read_mtx(path)
     np.testing.assert_array_equal(got.csr.data.astype(np.float32), a.data)
     np.testing.assert_array_equal(got.csr.data, a.data.astype(np.float64))
+
+
+@pytest.mark.parametrize("body, line, entry, first", [
+    ("2 1 1\n3 1 1\n2 1 1\n1 3 1\n1 2 1\n3 3 1\n", 6, (1, 3), 4),
+    ("2 1 1\n1 2 1\n2 1 1\n", 4, (1, 2), 3),
+])
+def test_the_first_contradiction_in_the_file_is_named(tmp_path, body, line, entry, first):
+    """The error names the line where the file first contradicts itself, and the first listing of
+    the mirror it contradicts, whatever else is listed twice."""
+    text = f"%%MatrixMarket matrix coordinate real symmetric\n3 3 {body.count(chr(10))}\n" + body
+    i, j = entry
+    with pytest.raises(FormatError, match=rf"m\.mtx:{line}: entry \({i}, {j}\) is the mirror of entry \({j}, {i}\) "
+                                          rf"on line {first}:"):
+        read_mtx(write_text(tmp_path, text))
