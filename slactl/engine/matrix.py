@@ -28,6 +28,24 @@ def _as_index(t: Any, name: str, device: torch.device | None) -> torch.Tensor:
     return t.to(torch.int64)
 
 
+def host_numpy(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a NumPy array on the host, detached. ``Tensor.numpy()`` refuses lazy views with
+    the conjugate or negative bit set (``torch.conj(t)``, the ``.imag`` of such a view); they are
+    materialized here first (a no-op for an ordinary tensor)."""
+    return t.detach().cpu().resolve_conj().resolve_neg().numpy()
+
+
+# dtypes NumPy and SciPy's sparse routines compute in (no bfloat16; float16 only partly)
+_HOST_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def _norm(t: torch.Tensor, frobenius: bool) -> torch.Tensor:
+    """The entrywise max of ``|t|``, or its Frobenius (2-) norm; half precision summed in float32."""
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return torch.linalg.vector_norm(t.reshape(-1), ord=2 if frobenius else float("inf"))
+
+
 class SparseMatrix:
     """A sparse matrix in CSR form with differentiable values.
 
@@ -206,7 +224,7 @@ class SparseMatrix:
             raise UsageError("to_scipy needs an unbatched matrix; index one first: A[i]")
         return sp.csr_array(
             (
-                self.values.detach().cpu().numpy(),
+                host_numpy(self.values),
                 self.pattern.col.cpu().numpy(),
                 self.pattern.crow.cpu().numpy(),
             ),
@@ -318,29 +336,34 @@ class SparseMatrix:
         out = self.values.new_zeros(self.values.shape[:-1] + (min(self.shape),))
         return out.index_copy(-1, rows.to(self.device), self.values[..., pos])
 
-    def is_symmetric(self, tol: float = 0.0) -> bool:
-        """``max|A - A^T| <= tol * max|A|`` (every matrix of a batch). ``tol=0`` asks for exact symmetry."""
+    def is_symmetric(self, tol: float = 0.0, *, conj: bool = False) -> bool:
+        """``max|A - A^T| <= tol * max|A|`` (every matrix of a batch); with ``conj``,
+        ``max|A - A^H| <= tol * max|A|`` (hermitian). ``tol=0`` asks for exact equality."""
         if self.shape[0] != self.shape[1]:
             return False
         with torch.no_grad():
             if "transpose" not in self.pattern._cache:
-                mirrored = self._max_mirror_difference()
+                mirrored = self._mirror_difference(conj=conj)
                 if mirrored is not None:  # structurally symmetric
                     d, scale = mirrored
                     return bool(d <= tol * scale)
             pattern_t, perm = self.pattern.transpose()
             if pattern_t.same_as(self.pattern):
                 # Structurally symmetric (the common case): compare values in place, no union.
-                d = (self.values - self.values[..., perm]).abs()
+                mirror = self.values[..., perm]
+                d = (self.values - (mirror.conj() if conj else mirror)).abs()
             else:
-                d = (self - self.T).values.abs()
+                d = (self - (self.H if conj else self.T)).values.abs()
             if d.numel() == 0:
                 return True
             scale = self.values.abs().amax() if self.nnz else d.new_zeros(())
             return bool(d.amax() <= tol * scale)
 
-    def _max_mirror_difference(self, chunk: int = 1 << 20) -> tuple[float, float] | None:
-        """``(max |a_ij - a_ji|, max |a_ij|)`` over a structurally symmetric pattern, else None.
+    def _mirror_difference(self, chunk: int = 1 << 20, *, conj: bool = False,
+                           frobenius: bool = False) -> tuple[float, float] | None:
+        """``(||D||, ||A||)`` with ``D = A - A^T`` (``A - A^H`` with ``conj``) over a structurally
+        symmetric pattern, else None. The norm is the entrywise max of the magnitudes, or with
+        ``frobenius`` the Frobenius norm (over all matrices of a batch together).
 
         Each entry's mirror is found by binary search in the row-major keys ``i n + j`` (sorted:
         CSR rows in order, columns sorted), in chunks of entries, and nothing is cached: O(nnz)
@@ -351,11 +374,12 @@ class SparseMatrix:
         if self.nnz == 0:
             return 0.0, 0.0
         if self.device.type == "cpu":
-            return self._max_mirror_difference_host()
-        return self._max_mirror_difference_by_search(chunk)
+            return self._mirror_difference_host(conj=conj, frobenius=frobenius)
+        return self._mirror_difference_by_search(chunk, conj=conj, frobenius=frobenius)
 
-    def _max_mirror_difference_by_search(self, chunk: int = 1 << 20) -> tuple[float, float] | None:
-        """The device's :meth:`_max_mirror_difference`: binary search of each mirror's key."""
+    def _mirror_difference_by_search(self, chunk: int = 1 << 20, *, conj: bool = False,
+                                     frobenius: bool = False) -> tuple[float, float] | None:
+        """The device's :meth:`_mirror_difference`: binary search of each mirror's key."""
         n, nnz = self.shape[0], self.nnz
         if nnz == 0:
             return 0.0, 0.0
@@ -365,37 +389,41 @@ class SparseMatrix:
         keys = rows.mul_(n).add_(p.col)
         del rows
         found = torch.ones((), dtype=torch.bool, device=keys.device)
-        d = self.values.new_zeros(()).real
+        d = _norm(self.values.new_zeros(1), frobenius)
         for s0 in range(0, nnz, chunk):
             k = keys[s0 : s0 + chunk]
             mirror = (k % n) * n + torch.div(k, n, rounding_mode="floor")
             pos = torch.searchsorted(keys, mirror).clamp_(max=nnz - 1)
             found &= (keys[pos] == mirror).all()
-            d = torch.maximum(d, (self.values[..., s0 : s0 + chunk] - self.values[..., pos]).abs().amax())
-            del k, mirror, pos
-        scale = self.values.abs().amax()
+            other = self.values[..., pos]
+            part = _norm(self.values[..., s0 : s0 + chunk] - (other.conj() if conj else other), frobenius)
+            d = _norm(torch.stack([d, part]), frobenius)  # max of maxima, or root of summed squares
+            del k, mirror, pos, other
+        scale = _norm(self.values, frobenius)
         ok, d_host, scale_host = torch.stack([found.to(d.dtype), d, scale.to(d.dtype)]).tolist()
         return (d_host, scale_host) if ok else None
 
-    def _max_mirror_difference_host(self) -> tuple[float, float] | None:
-        """:meth:`_max_mirror_difference` on the host: SciPy's O(nnz) counting-sort transpose puts
+    def _mirror_difference_host(self, *, conj: bool = False, frobenius: bool = False) -> tuple[float, float] | None:
+        """:meth:`_mirror_difference` on the host: SciPy's O(nnz) counting-sort transpose puts
         each entry's mirror at its position (2D Poisson 1M: ~60 ms against 230 ms of binary search)."""
         import scipy.sparse as sp
 
         p = self.pattern
         crow, col = p.crow.numpy(), p.col.numpy()
         values = self.values.detach()
-        # unbatched: transpose the values themselves; a batch: the positions, then gather
-        data = values.numpy() if values.dim() == 1 else np.arange(self.nnz, dtype=np.float64)
+        # One matrix in a dtype SciPy computes in: transpose the values themselves. A batch, or
+        # half precision (no bfloat16 in NumPy): transpose the positions, then gather in torch.
+        direct = values.dim() == 1 and values.dtype in _HOST_DTYPES
+        data = host_numpy(values) if direct else np.arange(self.nnz, dtype=np.float64)
         mirror = sp.csr_array((data, col, crow), shape=self.shape).T.tocsr()  # columns sorted
         if not (np.array_equal(mirror.indptr, crow) and np.array_equal(mirror.indices, col)):
             return None
-        if values.dim() == 1:
-            d = float(np.abs(data - mirror.data).max())
+        if direct:
+            other = torch.from_numpy(mirror.data)
         else:
-            perm = torch.from_numpy(mirror.data.astype(np.int64))  # positions < 2^53: exact
-            d = float((values - values[..., perm]).abs().amax())
-        return d, float(values.abs().amax())
+            other = values[..., torch.from_numpy(mirror.data.astype(np.int64))]  # positions < 2^53: exact
+        d = _norm(values - (other.conj() if conj else other), frobenius)
+        return float(d), float(_norm(values, frobenius))
 
     # ----------------------------------------------------------------------- operations
     @property
@@ -406,6 +434,14 @@ class SparseMatrix:
 
     def transpose(self) -> "SparseMatrix":
         return self.T
+
+    @property
+    def H(self) -> "SparseMatrix":
+        """The conjugate transpose ``A^H`` (``A^T`` for a real matrix); differentiable."""
+        if not self.dtype.is_complex:
+            return self.T
+        # conj_physical, not the lazy conj view: torch's sparse kernels would ignore its bit
+        return self.T.map(torch.conj_physical)
 
     def __matmul__(self, other: Any) -> Any:
         if isinstance(other, SparseMatrix):

@@ -201,6 +201,13 @@ def assert_matches_dense(
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, i=i: f"gradient of input {i}: {m}")
 
 
+def complex_leaf(t: torch.Tensor, seed: int = 5) -> torch.Tensor:
+    """A complex128 leaf with real part ``t`` and a random imaginary part (``t``'s requires_grad)."""
+    g = torch.Generator().manual_seed(seed)
+    imag = torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.device)
+    return torch.complex(t.detach().double(), imag).requires_grad_(t.requires_grad)
+
+
 def gradcheck(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor]) -> None:
     assert torch.autograd.gradcheck(fn, tuple(inputs), fast_mode=False)
 

@@ -393,9 +393,73 @@ def test_is_symmetric_by_mirror_search_matches_scipy(case):
         values = torch.stack([A.values, A.values * rng.uniform(0.5, 2.0)])
         A = SparseMatrix.from_pattern(A.pattern, values)
     # the device's binary search (in chunks or not) and the host's SciPy transpose agree exactly
-    searched = A._max_mirror_difference_by_search()
-    assert A._max_mirror_difference_by_search(chunk=7) == searched == A._max_mirror_difference_host()
-    assert (A._max_mirror_difference() is None) == (case == "pattern")
+    searched = A._mirror_difference_by_search()
+    assert A._mirror_difference_by_search(chunk=7) == searched == A._mirror_difference_host()
+    assert (A._mirror_difference() is None) == (case == "pattern")
     assert A.is_symmetric(1e-12) == want
     # only a pattern without its mirror falls back to forming (and caching) the transpose
     assert ("transpose" in A.pattern._cache) == (case == "pattern")
+
+
+def _hermitian_and_complex_symmetric() -> tuple[sp.csr_array, sp.csr_array]:
+    """A hermitian and a complex symmetric matrix on one structurally symmetric pattern (80 x 80)."""
+    B = sp.random(80, 80, density=0.05, random_state=2, format="csr")
+    S = (B + B.T + sp.eye(80)).tocsr()
+    upper = sp.triu(S, 1).tocsr()
+    upper.data = np.random.default_rng(3).uniform(0.5, 1.0, upper.nnz)
+    return sp.csr_array(S + 1j * (upper - upper.T)), sp.csr_array(S + 1j * (upper + upper.T))
+
+
+@pytest.mark.parametrize("pattern", ["mirrored", "one_sided"])
+def test_is_symmetric_with_conj_tests_hermitian(pattern):
+    """``is_symmetric(conj=True)`` is ``max|A - A^H| <= tol max|A|`` (SciPy's answer), on the host's
+    mirror path, the device's binary search, and the transposed pattern (a pattern without all its
+    mirrors; an explicit zero there keeps a matrix hermitian)."""
+    H, C = _hermitian_and_complex_symmetric()
+    if pattern == "one_sided":
+        dense = H.toarray()
+        i, j = next((i, j) for i in range(80) for j in range(i + 1, 80) if dense[i, j] == 0 == dense[j, i])
+
+        def one_sided(M):  # an explicit zero at (i, j), (j, i) not stored
+            coo = M.tocoo()
+            return sp.csr_array((np.r_[coo.data, 0j], (np.r_[coo.row, i], np.r_[coo.col, j])), shape=M.shape)
+
+        H, C = one_sided(H), one_sided(C)
+    for M, hermitian in ((H, True), (C, False)):
+        A = SparseMatrix.from_scipy(M)
+        assert (A._mirror_difference() is None) == (pattern == "one_sided")
+        assert A.is_symmetric(1e-12, conj=True) == hermitian == (abs(M - M.conj().T).max() == 0)
+        assert A.is_symmetric(1e-12) == (not hermitian)
+        if pattern == "mirrored":
+            for conj in (False, True):
+                want = float(abs(M - (M.conj() if conj else M).T).max())
+                searched = A._mirror_difference_by_search(chunk=7, conj=conj)
+                assert searched == A._mirror_difference_host(conj=conj) == A._mirror_difference(conj=conj)
+                assert searched[0] == pytest.approx(want, rel=1e-15)
+
+
+def test_lazy_conjugate_and_negative_views_on_the_host():
+    """Values that are ``torch.conj`` or ``.imag`` views (conjugate / negative bit set: ``numpy()``
+    refuses them) on the host's paths."""
+    H = _hermitian_and_complex_symmetric()[0]
+    A = SparseMatrix.from_scipy(H)
+    conj = A.map(torch.conj)
+    assert conj.values.is_conj()
+    assert not conj.is_symmetric(1e-12) and conj.is_symmetric(1e-12, conj=True)
+    np.testing.assert_array_equal(conj.to_scipy().toarray(), H.conj().toarray())
+    imag = A.with_values(A.values.conj().imag)  # -Im(H): skew-symmetric
+    assert imag.values.is_neg()
+    assert not imag.is_symmetric(1e-12) and A.with_values(A.values.real).is_symmetric()
+    np.testing.assert_array_equal(imag.to_scipy().toarray(), -H.imag.toarray())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_is_symmetric_in_half_precision_on_the_host(dtype):
+    """bfloat16 (no NumPy dtype) and float16 values: the host's mirror path transposes positions and
+    compares the values in torch."""
+    S = SparseMatrix.from_scipy(sp.csr_array(_hermitian_and_complex_symmetric()[0].real))
+    half = S.to(dtype=dtype)
+    w = half.values.clone()
+    w[int(torch.nonzero(half.row < half.col)[0])] += 0.5
+    assert half.is_symmetric() and not half.with_values(w).is_symmetric()
+    assert half.with_values(w).is_symmetric(0.6) and not half.with_values(w).is_symmetric(0.1)

@@ -1,9 +1,10 @@
 """The one adjoint autograd Function every linear solver shares.
 
 Forward: ``x = A^{-1} b`` by any :class:`~slactl.engine.linear.base.Prepared` solver. Backward,
-with ``g = dL/dx``: solve ``A^T lam = g`` with ``prepared.transpose()`` (same factorization or
-preconditioner: nothing is set up again), then ``dL/db = lam`` and
-``dL/dA[i, j] = -lam[i] x[j]`` on A's pattern only. The autograd graph has one node whatever the
+with ``g = dL/dx`` (for complex tensors torch's conjugate Wirtinger gradient ``dL/dx*``): solve
+``A^H lam = g`` with ``prepared.adjoint()`` (same factorization or preconditioner: nothing is set
+up again; ``A^H = A^T`` when real), then ``dL/db = lam`` and ``dL/dA[i, j] = -lam[i] conj(x[j])``
+on A's pattern only, as ``torch.linalg.solve`` gives. The autograd graph has one node whatever the
 iteration count, and saves only ``values`` and ``x`` (O(nnz + n) memory).
 """
 
@@ -35,10 +36,10 @@ class AdjointSolve(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g):  # type: ignore[override]
         values, x = ctx.saved_tensors
-        adjoint = ctx.prepared.transpose().solve(g.contiguous(), **ctx.options)
+        adjoint = ctx.prepared.adjoint().solve(g.contiguous(), **ctx.options)
         adjoint.raise_if_failed()
         lam = adjoint.x
         grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_values = -sampled_product(ctx.pattern, lam, x, batched=False)
+            grad_values = -sampled_product(ctx.pattern, lam, x.conj(), batched=False)
         return grad_values, lam if ctx.needs_input_grad[1] else None, None, None, None, None

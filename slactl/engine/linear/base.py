@@ -2,8 +2,9 @@
 
 ``Solver.setup(A)`` does the expensive work once (factorization, preconditioner hierarchy) and
 returns a :class:`Prepared` object; ``prepared.solve(b)`` may run many times; and
-``prepared.transpose()`` is the solver of ``A^T`` built from the same work, which is what the
-adjoint (backward) pass uses: no re-factorization, no re-analysis.
+``prepared.transpose()`` is the solver of ``A^T`` built from the same work, and
+``prepared.adjoint()`` that of ``A^H`` (``A^T`` when real), which is what the adjoint (backward)
+pass uses: no re-factorization, no re-analysis.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ class Prepared(abc.ABC):
     def transpose(self) -> "Prepared":
         """The prepared solver of ``A^T``, reusing this one's set-up."""
 
+    def adjoint(self) -> "Prepared":
+        """The prepared solver of ``A^H`` (``A^T`` for a real ``A``), reusing this one's set-up:
+        what the backward pass solves with. ``A^H y = g`` is ``A^T conj(y) = conj(g)``, so a
+        complex ``A`` gets its transposed solve between two conjugations (no new set-up)."""
+        transposed = self.transpose()
+        return conjugated(transposed) if self.A.dtype.is_complex else transposed
+
     def solve(
         self, b: torch.Tensor, *, x0: torch.Tensor | None = None, rtol: float = 1e-8,
         atol: float = 0.0, maxiter: int | None = None,
@@ -131,3 +139,34 @@ class DirectPrepared(Prepared):
             x = x + self._apply_inverse(r)
         status = Status.CONVERGED if bool((history[-1] <= tol).all()) else Status.INACCURATE
         return x, status, steps, torch.stack(history), None
+
+
+def conjugated(prepared: Prepared) -> Prepared:
+    """The prepared solver of ``conj(M)`` from one of ``M`` (conjugating twice gives ``M`` back)."""
+    if isinstance(prepared, Conjugated):
+        return prepared.inner
+    return Conjugated(prepared)
+
+
+def _conj(t: torch.Tensor) -> torch.Tensor:
+    # a materialized conjugate: SciPy (numpy()) and torch's sparse kernels take no lazy conj view
+    return torch.conj_physical(t) if t.is_complex() else t
+
+
+class Conjugated(Prepared):
+    """``conj(M) y = b`` solved as ``M conj(y) = conj(b)`` by a prepared solver of ``M``: two O(n)
+    conjugations around its solve. The result's ``krylov`` (if any) is that inner solve's."""
+
+    def __init__(self, inner: Prepared):
+        super().__init__(inner.A.map(torch.conj_physical), inner.setup_seconds)
+        self.inner = inner
+        self.backend, self.method, self.preconditioner = inner.backend, inner.method, inner.preconditioner
+
+    def _solve(self, b, x0, rtol, atol, maxiter, callback):  # type: ignore[override]
+        # the inner _solve, not solve: one solve for count_solves, whose residual is checked here
+        x, status, iterations, history, krylov = self.inner._solve(
+            _conj(b), None if x0 is None else _conj(x0), rtol, atol, maxiter, callback)
+        return _conj(x), status, iterations, history, krylov
+
+    def transpose(self) -> Prepared:
+        return conjugated(self.inner.transpose())

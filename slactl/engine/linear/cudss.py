@@ -14,9 +14,11 @@ and streams parts through the device within a limit (80% of what is available). 
 ``SLACTL_CUDSS_DEVICE_MEMORY_LIMIT`` (bytes, or with a K/M/G[iB] suffix) forces hybrid mode with
 that limit. Hybrid solves are slower (host-device traffic) but reach sizes the default mode cannot.
 
-Symmetric matrices need no transposed solve (A^T = A). For a nonsymmetric A the adjoint uses cuDSS's
-transposed solve mode with the forward factors, verified once per analysed solver; where the
-installed cuDSS ignores the mode, the adjoint factorizes A^T once instead (its analysis cached).
+Symmetric matrices need no transposed solve (A^T = A; a complex hermitian one is its own adjoint,
+A^H = A). For a nonsymmetric A the adjoint uses cuDSS's transposed solve mode with the forward
+factors, verified once per analysed solver; where the installed cuDSS ignores the mode, the adjoint
+factorizes A^T once instead (its analysis cached). A complex A's adjoint A^H is that transposed
+solve between two conjugations (:meth:`Prepared.adjoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from slactl.engine.linear.base import DirectPrepared
+from slactl.engine.linear.base import DirectPrepared, Prepared, conjugated
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.pattern import Pattern
 from slactl.errors import BackendUnavailableError, StructureError, UsageError
@@ -245,9 +247,10 @@ class CuDSSFactorization(DirectPrepared):
     def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
         return _columns(lambda col: self._shared.solve_column(self, col), b)
 
-    def transpose(self) -> DirectPrepared:
+    def transpose(self) -> Prepared:
         if self.system_type != "general":
-            return self
+            # symmetric (complex: hermitian, A^T = conj(A)); adjoint() conjugates this back to self
+            return conjugated(self) if self.A.dtype.is_complex else self
         if self._transpose is None:
             self._transpose = _transposed_solver(self)
         return self._transpose

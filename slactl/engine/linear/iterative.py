@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from slactl.engine.krylov import METHODS
-from slactl.engine.linear.base import Prepared
+from slactl.engine.linear.base import Prepared, conjugated
 from slactl.engine.matrix import SparseMatrix
 from slactl.engine.preconditioners import make_preconditioner
 from slactl.errors import UsageError
@@ -43,8 +43,10 @@ class KrylovPrepared(Prepared):
         res = METHODS[self.method](self.A, b, **kwargs)
         return res.x, res.status, res.iterations, res.residual_norms, res
 
-    def transpose(self) -> "KrylovPrepared":
+    def transpose(self) -> Prepared:
         if self.method in SYMMETRIC_METHODS:
-            return self  # A is symmetric and so is the preconditioner these methods accept
+            # A is symmetric (complex: hermitian, A^T = conj(A)), and so is the preconditioner
+            # these methods accept; adjoint() conjugates this back to self
+            return conjugated(self) if self.A.dtype.is_complex else self
         return KrylovPrepared(self.A.T, self.method, _M=self.M.transpose(), restart=self.restart,
                               _seconds=self.setup_seconds)

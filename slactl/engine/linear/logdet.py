@@ -15,7 +15,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from slactl.engine.linear.superlu import SuperLUFactorization
-from slactl.engine.matrix import SparseMatrix
+from slactl.engine.matrix import SparseMatrix, host_numpy
 from slactl.errors import NotImplementedFeatureError, StructureError, UsageError
 
 BACKWARD_MAX_ROWS = 200_000
@@ -27,7 +27,7 @@ def _inverse_on_transposed_pattern(F: SuperLUFactorization, A: SparseMatrix) -> 
     n = A.shape[0]
     row = A.pattern.row.numpy().astype(np.int64)
     col = A.pattern.col.numpy().astype(np.int64)
-    out = np.empty(A.nnz, dtype=np.result_type(A.values.detach().numpy().dtype, np.float64))
+    out = np.empty(A.nnz, dtype=np.result_type(host_numpy(A.values).dtype, np.float64))
     crow = A.pattern.crow.numpy()
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)

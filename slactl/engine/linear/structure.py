@@ -31,19 +31,6 @@ class Structure:
         return self.spd_evidence in ("proven", "likely")
 
 
-def _is_hermitian(A: SparseMatrix, tol: float) -> bool:
-    """``max|A - A^H| <= tol * max|A|`` (every matrix of a batch)."""
-    pattern_t, perm = A.pattern.transpose()
-    if pattern_t.same_as(A.pattern):  # structurally symmetric: compare each entry with its mirror
-        d = (A.values - A.values[..., perm].conj()).abs()
-    else:
-        d = (A - A.T.map(torch.conj)).values.abs()
-    if d.numel() == 0:
-        return True
-    scale = A.values.abs().amax() if A.nnz else d.new_zeros(())
-    return bool(d.amax() <= tol * scale)
-
-
 def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
     """Symmetry (complex: hermitian-ness), diagonal sign and diagonal dominance of ``A`` in O(nnz).
 
@@ -59,7 +46,7 @@ def analyze(A: SparseMatrix, symmetry_tol: float = 1e-12) -> Structure:
         if A.dtype.is_complex:
             # Complex: the structure CG and Cholesky need is hermitian (A = A^H) with a real
             # positive diagonal; "symmetric" means hermitian here.
-            symmetric = _is_hermitian(A, symmetry_tol)
+            symmetric = A.is_symmetric(symmetry_tol, conj=True)
             positive = bool(((diag.real > 0) & (diag.imag.abs() <= symmetry_tol * diag.real)).all()) if diag.numel() else False
         else:
             symmetric = A.is_symmetric(symmetry_tol)

@@ -1,4 +1,5 @@
-"""SciPy SuperLU on the CPU: sparse LU with partial pivoting, one factorization for A and A^T."""
+"""SciPy SuperLU on the CPU: sparse LU with partial pivoting, one factorization for A, A^T and
+(between two conjugations, :meth:`Prepared.adjoint`) A^H."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from slactl.engine.linear.base import DirectPrepared
-from slactl.engine.matrix import SparseMatrix
+from slactl.engine.matrix import SparseMatrix, host_numpy
 from slactl.errors import StructureError
 
 
@@ -31,7 +32,7 @@ class SuperLUFactorization(DirectPrepared):
         if _lu is None:
             if A.shape[0] != A.shape[1]:
                 raise StructureError(f"a direct solve needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
-            values = A.values.detach().cpu().numpy()
+            values = host_numpy(A.values)
             at_csc = sp.csc_array(
                 (values, A.pattern.col.cpu().numpy(), A.pattern.crow.cpu().numpy()), shape=A.shape[::-1]
             )
@@ -49,7 +50,7 @@ class SuperLUFactorization(DirectPrepared):
 
     def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
         # The factors are of A^T: trans="T" solves with A, "N" with A^T.
-        rhs = b.detach().cpu().numpy()
+        rhs = host_numpy(b)
         x = self._lu.solve(np.ascontiguousarray(rhs), trans="N" if self.transposed else "T")
         return torch.from_numpy(np.asarray(x)).to(device=b.device, dtype=b.dtype)
 

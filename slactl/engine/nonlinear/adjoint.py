@@ -1,9 +1,10 @@
 """Gradients of a nonlinear solve by the implicit function theorem: one autograd Function.
 
 At the root ``u*`` of ``F(u, p) = 0``, ``du*/dp = -J^{-1} dF/dp`` with ``J = dF/du``. For an
-upstream gradient ``g = dL/du*``, the backward solves ``J^T lam = g`` once (never assuming
-``J`` symmetric) and returns ``dL/dp = -lam^T dF/dp`` for every differentiable input, computed as
-one vector-Jacobian product of ``F`` at ``u*``. The cost is one linear solve and one residual
+upstream gradient ``g = dL/du*``, the backward solves ``J^H lam = g`` once (``J^T`` when real;
+never assuming ``J`` symmetric) and returns ``dL/dp = -lam^H dF/dp`` for every differentiable
+input, computed as one vector-Jacobian product of ``F`` at ``u*`` (torch's vector-Jacobian
+products conjugate as this does). The cost is one linear solve and one residual
 evaluation whatever the number of forward iterations, and the autograd graph has one node.
 """
 
@@ -79,7 +80,7 @@ class AdjointContext:
 
 def _transpose_solve(system: Any, fn: Callable, u: torch.Tensor, F: torch.Tensor, ustar_leaf: torch.Tensor,
                      g: torch.Tensor) -> torch.Tensor:
-    """``lam`` with ``J^T lam = g``: transposed solve of the assembled Jacobian, or GMRES on VJPs."""
+    """``lam`` with ``J^H lam = g``: adjoint solve of the assembled Jacobian, or GMRES on VJPs."""
     if system.jacobian == "matrix-free":
         def vjp(v: torch.Tensor) -> torch.Tensor:
             (out,) = torch.autograd.grad(F, ustar_leaf, v, retain_graph=True, allow_unused=True)
@@ -99,10 +100,10 @@ def _transpose_solve(system: Any, fn: Callable, u: torch.Tensor, F: torch.Tensor
     choice = select(J.shape[0], J.device, J.dtype, structure, method=system.linear.get("method", "auto"),
                     preconditioner=system.linear.get("preconditioner", "auto"))
     prepared = prepare(J, choice, structure, restart=system.linear.get("restart"))
-    res = prepared.transpose().solve(g, rtol=system.linear.get("adjoint_rtol") or 1e-12,
+    res = prepared.adjoint().solve(g, rtol=system.linear.get("adjoint_rtol") or 1e-12,
                                      maxiter=system.linear.get("maxiter"))
     if not res.converged:
-        raise ConvergenceError("the adjoint solve J^T lam = g of a nonlinear solve's backward failed: " + res.message, result=res)
+        raise ConvergenceError("the adjoint solve J^H lam = g of a nonlinear solve's backward failed: " + res.message, result=res)
     return res.x
 
 

@@ -64,8 +64,8 @@ def nonlinear_solve(
     Stopping rule: ``||F(u)|| <= max(rtol * ||F(u0)||, atol)`` (2-norm).
 
     Gradients come from the implicit function theorem, not from unrolling the iteration: the
-    backward solves ``J^T lam = g`` once (``J = dF/du`` at the root, never assumed symmetric) and
-    returns ``-lam^T dF/dp``. They reach
+    backward solves ``J^H lam = g`` once (``J = dF/du`` at the root, never assumed symmetric) and
+    returns ``-lam^H dF/dp``. They reach
 
     * every tensor in ``params``, and the ``values`` of every :class:`SparseMatrix` in ``params``;
     * leaf tensors the residual closes over (found by tracing ``F``'s autograd graph once).

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse import _sparsetools
 
+from slactl.engine.matrix import host_numpy
 from slactl.engine.pattern import Pattern, index_dtype_for
 
 # dtypes SciPy's sparse product computes in natively
@@ -40,11 +41,12 @@ class HostProduct:
     """The structural pattern of ``A @ B`` and where SciPy's product puts each of its entries.
 
     SciPy's row-wise product leaves the columns of each row unsorted, in an order fixed by the two
-    patterns; ``scipy_col`` records that order and ``to_sorted`` the permutation that sorts it, so a
-    numeric product is a gather, not a sort (2D Poisson 1M: 60 ms of sorting saved per product)."""
+    patterns (each row's columns in the order they are first reached; a sum that cancels to zero is
+    dropped, the others keep that order); ``to_sorted`` is the permutation that sorts it, so a
+    numeric product with all structural entries is a gather, not a sort (2D Poisson 1M: 60 ms of
+    sorting saved per product)."""
 
     pattern: Pattern
-    scipy_col: np.ndarray
     to_sorted: np.ndarray
 
 
@@ -84,21 +86,20 @@ def structural_product(
     values = None if c is None else c.data
     if c is None:
         c = _numeric_product(_scipy(pa, np.ones(pa.nnz)), _scipy(pb, np.ones(pb.nnz)))
-    scipy_col = c.indices.copy()
     # sort_indices permutes the data with the columns: data = positions gives the permutation
     # (float64 holds integers exactly up to 2^53)
     c.data = np.arange(c.nnz, dtype=np.float64)
     c.has_sorted_indices = False
     c.sort_indices()
     to_sorted = c.data.astype(np.intp)
-    plan = HostProduct(_pattern_of(c.indptr, c.indices, c.shape), scipy_col, to_sorted)
+    plan = HostProduct(_pattern_of(c.indptr, c.indices, c.shape), to_sorted)
     if values is None:
         return plan, None
     return plan, torch.from_numpy(np.take(values, to_sorted)).to(va.dtype)
 
 
 def _host_array(values: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(values.detach().numpy())
+    return np.ascontiguousarray(host_numpy(values))
 
 
 def _numeric_product(a: sp.csr_array, b: sp.csr_array) -> sp.csr_array:
@@ -109,14 +110,12 @@ def product_values(pa: Pattern, va: torch.Tensor, pb: Pattern, vb: torch.Tensor,
     """Values of ``A @ B`` on ``plan.pattern`` (``plan`` from :func:`structural_product`); unbatched."""
     pc = plan.pattern
     c = _numeric_product(_scipy(pa, _host_array(va)), _scipy(pb, _host_array(vb)))
-    if c.nnz == pc.nnz and np.array_equal(c.indices, plan.scipy_col):
+    if c.nnz == pc.nnz:
+        # no sum cancelled: SciPy's entries are the structural ones, in the order the plan recorded
         return torch.from_numpy(np.take(c.data, plan.to_sorted)).to(va.dtype)
+    # some sums cancelled to exactly zero and SciPy dropped them: place the rest by their keys
     c.sort_indices()
     data = torch.from_numpy(np.ascontiguousarray(c.data)).to(va.dtype)
-    if c.nnz == pc.nnz:
-        # SciPy's entries are a subset of the structural ones, both sorted: equal counts, equal sets
-        return data
-    # some sums cancelled to exactly zero and SciPy dropped them: place the rest by their keys
     n = pc.shape[1]
     keys = np.repeat(np.arange(c.shape[0], dtype=np.int64), np.diff(c.indptr)) * n + c.indices
     where = np.searchsorted(pc.keys().numpy(), keys)

@@ -1,9 +1,10 @@
 """Sparse times dense: ``A @ x`` for a vector ``x`` ([n]) or a block of vectors ([n, k]).
 
 Forward uses torch's CSR kernels (MKL on the CPU, cuSPARSE on CUDA). The backward is
-``grad_x = A^T g`` (on the cached transpose pattern) and ``grad_values[e] = <g[row[e]], x[col[e]]>``
-(a sampled dense-dense product on A's pattern). Both are written with differentiable operations,
-so higher derivatives work too.
+``grad_x = A^H g`` (on the cached transpose pattern; ``A^T`` when real) and
+``grad_values[e] = sum_k g[row[e], k] conj(x[col[e], k])`` (a sampled dense-dense product on A's
+pattern), torch's convention for complex tensors. Both are written with differentiable
+operations, so higher derivatives work too.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ class _SpMM(torch.autograd.Function):
         pattern = ctx.pattern
         grad_values = grad_x = None
         if ctx.needs_input_grad[1]:
-            grad_x = matmul(SparseMatrix.from_pattern(pattern, values).T, g)
+            grad_x = matmul(SparseMatrix.from_pattern(pattern, values).H, g)
         if ctx.needs_input_grad[0]:
-            grad_values = sampled_product(pattern, g, x, batched=values.dim() == 2)
+            grad_values = sampled_product(pattern, g, x.conj(), batched=values.dim() == 2)
         return grad_values, grad_x, None
 
 

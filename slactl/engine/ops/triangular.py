@@ -1,10 +1,10 @@
 """Sparse triangular solve ``x = T^{-1} b`` with gradients for ``b`` and ``T.values``.
 
 Forward: torch's CSR triangular solve (MKL on the CPU, cuSPARSE SpSM on CUDA); a batch of matrices
-is solved as one block-diagonal system. Backward: ``lam = T^{-T} g`` (a triangular solve of the
-other orientation on the cached transpose), ``grad_b = lam`` and
-``grad_values[e] = -lam[row[e]] * x[col[e]]`` on T's pattern (zero on a unit diagonal, which the
-forward never reads).
+is solved as one block-diagonal system. Backward: ``lam = T^{-H} g`` (a triangular solve of the
+other orientation on the cached transpose; ``T^{-T}`` when real), ``grad_b = lam`` and
+``grad_values[e] = -lam[row[e]] * conj(x[col[e]])`` on T's pattern (zero on a unit diagonal, which
+the forward never reads): torch's conjugate Wirtinger convention for complex tensors.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ class _TriangularSolve(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         values, x = ctx.saved_tensors
         T = SparseMatrix.from_pattern(ctx.pattern, values)
-        lam = triangular_solve(T.T, g, lower=not ctx.lower, unit_diagonal=ctx.unit)
+        lam = triangular_solve(T.H, g, lower=not ctx.lower, unit_diagonal=ctx.unit)
         grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_values = -sampled_product(ctx.pattern, lam, x, batched=values.dim() == 2)
+            grad_values = -sampled_product(ctx.pattern, lam, x.conj(), batched=values.dim() == 2)
             if ctx.unit:
                 _, pos = ctx.pattern.diagonal_positions()
                 grad_values = grad_values.index_fill(-1, pos, 0.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from slactl.engine.matrix import SparseMatrix
+from slactl.engine.matrix import SparseMatrix, host_numpy
 from slactl.engine.ops.triangular import triangular_solve
 from slactl.engine.preconditioners import _elimination as el
 from slactl.engine.preconditioners.base import Preconditioner
@@ -22,8 +22,7 @@ from slactl.errors import DtypeError, StructureError
 def _to_numpy(A: SparseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     indptr = A.crow.cpu().numpy().astype(np.int64)
     indices = A.col.cpu().numpy().astype(np.int64)
-    v = A.values.detach().cpu()
-    data = v.numpy().astype(np.complex128 if v.is_complex() else np.float64)
+    data = host_numpy(A.values).astype(np.complex128 if A.values.is_complex() else np.float64)
     return indptr, indices, data
 
 

@@ -471,7 +471,7 @@ def _symmetric_pattern(A: SparseMatrix) -> bool:
 
 
 def _symmetric(A: SparseMatrix, tol: float = 1e-10) -> bool:
-    """``A == A^T`` up to ``tol``, randomized (:func:`._symmetry.symmetry`)."""
+    """``||A - A^T||_F <= tol ||A||_F``: exact on the host, estimated on the device (:func:`._symmetry.symmetry`)."""
     return symmetry(A, tol)[0]
 
 

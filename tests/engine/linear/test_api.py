@@ -224,17 +224,28 @@ def test_dispatch_explains_its_choice(capsys):
     assert on_gpu.method == "cg" and on_gpu.preconditioner == "sa-amg"
 
 
-def test_dispatch_gives_a_complex_hermitian_matrix_a_preconditioner_that_takes_it():
-    """sa-amg and IC(0) take real matrices; a large complex hermitian one gets CG with Jacobi."""
-    A = slactl.SparseMatrix.from_scipy(poisson2d(10)).to(dtype=torch.complex128)
+def test_dispatch_gives_a_complex_hermitian_matrix_a_preconditioner_that_takes_it(monkeypatch):
+    """sa-amg and IC(0) take real matrices; a large complex hermitian one (a nonzero imaginary part:
+    hermitian, not symmetric) gets CG with Jacobi, and its answer is SciPy's."""
+    from slactl.engine.linear import dispatch
+
+    a = sp.csr_array(poisson2d(10)) + sp.eye_array(100)  # diagonal 5 > 4 * |-1 + 0.5i|: "proven"
+    upper = sp.triu(a, 1).tocsr()
+    upper.data = np.random.default_rng(5).uniform(-0.5, 0.5, upper.nnz)
+    h = (a + 1j * (upper - upper.T)).tocsr()
+    assert abs(h - h.conj().T).max() == 0 and abs(h - h.T).max() > 0.1
+    A = slactl.SparseMatrix.from_scipy(h)
     structure = slactl.engine.linear.analyze(A)
-    assert structure.spd_evidence == "proven"
+    assert structure.symmetric and structure.spd_evidence == "proven"
     for device in ("cpu", "cuda"):
         big = slactl.engine.linear.select(1_000_000, torch.device(device), torch.complex128, structure)
         assert big.method == "cg" and big.preconditioner == "jacobi"
-    x = slactl.solve(A, torch.ones(100, dtype=torch.complex128), method="cg")  # and it runs
-    ref = torch.linalg.solve(A.to_dense(), torch.ones(100, dtype=torch.complex128))
-    torch.testing.assert_close(x, ref, rtol=1e-7, atol=1e-7)
+    monkeypatch.setattr(dispatch, "CPU_DIRECT_MAX_ROWS", 50)  # 100 rows count as large: no SuperLU
+    b = np.random.default_rng(6).standard_normal(100) + 1j
+    res = slactl.solve(A, torch.from_numpy(b), rtol=1e-12, return_result=True)  # method and backend auto
+    assert (res.backend, res.method, res.preconditioner) == ("torch", "cg", "jacobi")
+    ref = spla.spsolve(h.tocsc(), b)
+    assert _rel(res.x, torch.from_numpy(ref)) < 1e-10
 
 
 def test_bad_requests_raise_clear_errors():

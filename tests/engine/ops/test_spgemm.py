@@ -7,9 +7,10 @@ import torch
 
 import slactl
 from slactl import SparseMatrix
+from slactl.engine.ops import _spgemm_host, spgemm
 from slactl.errors import DeviceError, DtypeError, ShapeError
 
-from ..catalog import CATALOG, LargestAllocation, Problem, assert_matches_dense, densify, gradcheck
+from ..catalog import CATALOG, LargestAllocation, Problem, assert_matches_dense, dense_coo, densify, gradcheck
 
 CASES = [  # (right operand, which operands are batched)
     ("self", "none"),
@@ -163,10 +164,17 @@ def test_backward_never_builds_a_dense_matrix(device):
 
 
 # ------------------------------------------------------------------- the host's SciPy product
+def _gather_scatter(A: SparseMatrix, B: SparseMatrix) -> SparseMatrix:
+    """``A @ B`` by the gather/scatter of the product triples (the device's numeric phase), on the
+    host plan's pattern: independent of SciPy's numeric product."""
+    plan = _spgemm_host.structural_product(A.pattern, B.pattern)[0]
+    return spgemm._numeric(A, B, plan.pattern, *spgemm._host_triples(A.pattern, B.pattern, plan))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128])
-def test_host_product_without_graph_matches_scipy_and_the_autograd_path(problem, dtype):
+def test_host_product_without_graph_matches_scipy_and_the_gather_scatter_path(problem, dtype):
     """No gradient asked for: the values come from SciPy's product; they equal SciPy's own product
-    and the gather/scatter path's (which runs when a gradient is needed), on the same pattern."""
+    and the gather/scatter path's over the product triples, entry for entry on the same pattern."""
     p = problem
     other = _right_operand(p, "transpose")
     g = torch.Generator().manual_seed(3)
@@ -178,9 +186,44 @@ def test_host_product_without_graph_matches_scipy_and_the_autograd_path(problem,
     ref = (A.to_scipy() @ B.to_scipy()).toarray()
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(C.to_dense(), torch.as_tensor(ref), **tol)
-    Cg = A.with_values(A.values.clone().requires_grad_()) @ B
+    G = _gather_scatter(A, B)
+    assert G.pattern.same_as(C.pattern) and G.nnz == C.nnz
+    torch.testing.assert_close(G.values, C.values, **tol)
+    Cg = A.with_values(A.values.clone().requires_grad_()) @ B  # SciPy's product inside autograd
     assert Cg.pattern is C.pattern
-    torch.testing.assert_close(Cg.values.detach(), C.values, **tol)
+    torch.testing.assert_close(Cg.values.detach(), C.values, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("view", ["conj", "neg"])
+@pytest.mark.parametrize("grad", [False, True], ids=["values", "graph"])
+def test_host_product_of_lazy_conjugate_and_negative_views(view, grad):
+    """``A.map(torch.conj) @ B`` (conjugate bit) and ``.imag`` of one (negative bit) on the host,
+    where SciPy's product reads the values through ``numpy()``, which refuses such views."""
+    p = CATALOG["nonsymmetric"]
+    other = _right_operand(p, "transpose")
+    g = torch.Generator().manual_seed(8)
+    z = torch.complex(p.values, torch.randn(p.values.shape, generator=g, dtype=torch.float64))
+    z.requires_grad_(grad)
+    vb = other.values.to(torch.complex128 if view == "conj" else torch.float64)
+    A, B = p.matrix(z), other.matrix(vb)
+    A = A.map(torch.conj) if view == "conj" else A.with_values(A.values.conj().imag)
+    assert A.values.is_conj() if view == "conj" else A.values.is_neg()
+    C = A @ B
+    want = dense_coo(A.values.detach().resolve_conj().resolve_neg(), p.row, p.col, p.shape) @ other.dense(vb)
+    torch.testing.assert_close(densify(C).detach(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_host_product_values_where_sums_cancel():
+    """The host plan places SciPy's product by the recorded order when no sum cancels and by the
+    keys when some do: the entry count and the values, against dense torch, either way."""
+    g = torch.Generator().manual_seed(10)
+    A = SparseMatrix.from_scipy(sp.random(40, 30, density=0.2, rng=12))
+    B = SparseMatrix.from_scipy(sp.random(30, 50, density=0.2, rng=13))
+    C = A @ B  # builds the plan
+    for va in (A.values, torch.randn(A.nnz, generator=g, dtype=torch.float64), torch.zeros(A.nnz, dtype=torch.float64)):
+        D = A.with_values(va) @ B  # the plan reused: only the numeric product runs
+        assert D.pattern is C.pattern and D.nnz == C.nnz
+        torch.testing.assert_close(D.to_dense(), A.with_values(va).to_dense() @ B.to_dense(), rtol=1e-12, atol=1e-12)
 
 
 def test_host_product_keeps_entries_that_cancel_and_their_gradient():
@@ -200,7 +243,6 @@ def test_host_product_keeps_entries_that_cancel_and_their_gradient():
 
 def test_host_triples_match_the_device_symbolic_phase():
     """NumPy's triples and the sort-based symbolic phase the GPU runs list the same products."""
-    from slactl.engine.ops import _spgemm_host
     from slactl.engine.ops.spgemm import _symbolic
 
     A = SparseMatrix.from_scipy(sp.random(300, 200, density=0.03, rng=4))

@@ -8,7 +8,13 @@ import slactl
 from slactl import SparseMatrix
 from slactl.errors import DeviceError, DtypeError, ShapeError, UsageError
 
-from ..catalog import CATALOG, LargestAllocation, assert_matches_dense, gradcheck
+from ..catalog import (
+    CATALOG,
+    LargestAllocation,
+    assert_matches_dense,
+    complex_leaf,
+    gradcheck,
+)
 
 K = [None, 3]  # x is a vector [n] (SpMV) or a block [n, 3] (SpMM)
 K_IDS = ["vector", "block"]
@@ -28,6 +34,19 @@ def _dense_matmul(D, x):
 def test_matches_dense_autograd(problem, batched, k, device):
     v = problem.coo_values(batched, device)
     x = _x(problem, batched, k, device)
+    assert_matches_dense(
+        lambda v, x: problem.matrix(v) @ x,
+        lambda v, x: _dense_matmul(problem.dense(v), x),
+        [v, x],
+    )
+
+
+@pytest.mark.parametrize("k", K, ids=K_IDS)
+def test_complex_gradients_match_dense_autograd(problem, batched, k, device):
+    """torch's convention for complex tensors: ``grad_x = A^H g``, ``grad_values = g conj(x)^T`` on
+    the pattern (not ``A^T g`` and ``g x^T``)."""
+    v = complex_leaf(problem.coo_values(batched, device))
+    x = complex_leaf(_x(problem, batched, k, device), seed=6)
     assert_matches_dense(
         lambda v, x: problem.matrix(v) @ x,
         lambda v, x: _dense_matmul(problem.dense(v), x),

@@ -9,7 +9,8 @@ import slactl
 from slactl import SparseMatrix
 from slactl.errors import DeviceError, DtypeError, ShapeError, StructureError
 
-from ..catalog import CATALOG, SQUARE, LargestAllocation, assert_matches_dense, gradcheck, triangular_problem
+from ..catalog import (CATALOG, SQUARE, LargestAllocation, assert_matches_dense, complex_leaf, gradcheck,
+                       triangular_problem)
 
 # (batched, rhs): b is [n], [n, k], [B, n] or [B, n, k]
 RHS = [(False, None), (False, 3), (True, None), (True, 2)]
@@ -40,6 +41,23 @@ def test_matches_dense_autograd(base, lower, unit, batched, k, device):
     T = triangular_problem(base, lower)
     v = T.coo_values(batched, device)
     b = _b(T.shape[0], batched, k, device)
+    assert_matches_dense(
+        lambda v, b: slactl.triangular_solve(T.matrix(v), b, lower=lower, unit_diagonal=unit),
+        lambda v, b: _dense_solve(T.dense(v), b, lower, unit),
+        [v, b],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("lower", [True, False], ids=["lower", "upper"])
+@pytest.mark.parametrize("unit", [False, True], ids=["diag", "unit"])
+@pytest.mark.parametrize("batched,k", RHS, ids=RHS_IDS)
+def test_complex_gradients_match_dense_autograd(base, lower, unit, batched, k, device):
+    """torch's convention for complex tensors: ``lam = T^{-H} g``, ``grad_values = -lam conj(x)^T``."""
+    T = triangular_problem(base, lower)
+    v = complex_leaf(T.coo_values(batched, device))
+    b = complex_leaf(_b(T.shape[0], batched, k, device), seed=6)
     assert_matches_dense(
         lambda v, b: slactl.triangular_solve(T.matrix(v), b, lower=lower, unit_diagonal=unit),
         lambda v, b: _dense_solve(T.dense(v), b, lower, unit),

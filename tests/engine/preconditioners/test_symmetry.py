@@ -1,7 +1,9 @@
-"""The randomized symmetry tests of the sa-amg set-up (:mod:`slactl.engine.preconditioners._symmetry`).
+"""The symmetry tests of the sa-amg set-up (:mod:`slactl.engine.preconditioners._symmetry`).
 
-* the answers against SciPy's ``A - A^T`` (values, and the pattern of ``|A| - |A|^T``) on symmetric
-  matrices, a value asymmetry, a one-sided entry that is an explicit zero, and float32;
+* the answers against SciPy's ``||A - A^T||_F <= tol ||A||_F`` (values) and the pattern of
+  ``|A| - |A|^T`` on symmetric matrices, a value asymmetry, a one-sided entry that is an explicit
+  zero, and float32, by both CPU paths: each entry against its mirror, and the randomized sums the
+  device runs; both paths agree about asymmetries just above and below the tolerance;
 * the fused Triton kernel under Triton's CPU interpreter (``interp_`` tests, run by
   ``test_kernel_under_the_triton_interpreter``): its eight sums equal torch's (independent code);
 * its compilation for sm_90 (no GPU needed); on CUDA (``-m gpu``) the same comparison.
@@ -9,9 +11,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import torch
 
 import slactl
@@ -44,23 +49,63 @@ def _cases() -> dict[str, sp.csr_matrix]:
             "long_rows_pattern": long_rows, "long_rows_symmetric": (long_rows + long_rows.T).tocsr()}
 
 
-def _truth(M: sp.csr_matrix) -> tuple[bool, bool]:
-    D = (M - M.T).tocsr()
-    D.eliminate_zeros()
+def _truth(M: sp.csr_matrix, tol: float = 1e-10) -> tuple[bool, bool]:
+    """SciPy's answers: ``||M - M^T||_F <= tol ||M||_F``, and whether every stored entry's mirror is."""
     stored = sp.csr_matrix((np.ones(M.nnz), M.indices, M.indptr), shape=M.shape)  # explicit zeros too
-    return D.nnz == 0 or abs(D).max() <= 1e-10 * abs(M).max(), (stored - stored.T).count_nonzero() == 0
+    return (bool(spla.norm(M - M.T) <= tol * spla.norm(M)),
+            (stored - stored.T).count_nonzero() == 0)
+
+
+def _by_path(A: slactl.SparseMatrix, path: str, tol: float = 1e-10) -> tuple[bool, bool]:
+    """``symmetry`` by one CPU path: the mirrors (a structurally symmetric pattern; the sums for the
+    others, as ``symmetry`` does), or the randomized sums the device runs."""
+    return symmetry(A, tol) if path == "mirrors" else _symmetry._by_sums(A, tol)
 
 
 @pytest.mark.parametrize("name", sorted(_cases()))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("path", ["mirrors", "sums"])
-def test_answers_match_scipy(name, dtype, path, monkeypatch):
+def test_answers_match_scipy(name, dtype, path):
     """Both CPU paths: each entry against its mirror (structurally symmetric matrices), and the
-    randomized sums (the others, and every matrix when the mirror check is switched off)."""
-    if path == "sums":
-        monkeypatch.setattr(slactl.SparseMatrix, "_max_mirror_difference", lambda self, chunk=0: None)
+    randomized sums (the others, and every matrix when called directly)."""
     M = _cases()[name]
-    assert symmetry(slactl.SparseMatrix.from_scipy(M, dtype=dtype)) == _truth(M)
+    assert _by_path(slactl.SparseMatrix.from_scipy(M, dtype=dtype), path) == _truth(M)
+
+
+@functools.lru_cache(maxsize=1)
+def _near_threshold() -> dict[str, tuple[sp.csr_matrix, tuple[bool, bool]]]:
+    """Matrices whose asymmetry lies 40x above or 10x below ``tol = 1e-10`` in the Frobenius norm
+    (n = 10^4), with the answer both paths must give."""
+    n, tol = 10_000, 1e-10
+    rng = np.random.default_rng(3)
+    B = sp.csr_matrix((rng.uniform(size=5 * n), rng.integers(0, n, (2, 5 * n))), shape=(n, n))
+    S = (B + B.T + sp.eye(n) * 4).tocsr()
+    upper = sp.triu(S, 1).tocsr()
+    noise = upper.copy()
+    noise.data = rng.standard_normal(noise.nnz)
+    spread = (S + noise * (30 * tol * spla.norm(S) / spla.norm(noise))).tocsr()  # ||D||_F ~ 42 tol ||S||_F
+    # one entry off by 0.1 tol ||S||_F: far above tol * max|S| entrywise, below tol in the Frobenius norm
+    one = S.tolil()
+    i, j = upper.nonzero()[0][0], upper.nonzero()[1][0]
+    one[i, j] += 0.1 * tol * spla.norm(S)
+    extra = sp.csr_matrix(([0.5, -0.7], ([1, 7], [9000, 4000])), shape=(n, n))
+    cases = {"symmetric": (S, (True, True)), "slightly_nonsymmetric": (spread, (False, True)),
+             "below_tolerance": (one.tocsr(), (True, True)), "pattern_nonsymmetric": ((S + extra).tocsr(), (False, False))}
+    for M, want in cases.values():
+        assert _truth(M, tol) == want  # SciPy agrees with the intended answers
+    return cases
+
+
+@pytest.mark.parametrize("name", ["symmetric", "slightly_nonsymmetric", "below_tolerance", "pattern_nonsymmetric"])
+def test_paths_share_one_tolerance(name):
+    """The exact mirror comparison of the host and the randomized sums of the device apply the same
+    relative tolerance, ``||A - A^T||_F <= tol ||A||_F``: an asymmetry 40x above it is seen by both,
+    one 10x below it by neither (the entrywise test would see that one, the sums never could)."""
+    M, want = _near_threshold()[name]
+    A = slactl.SparseMatrix.from_scipy(M)
+    mirrored = _symmetry._values_by_mirrors(A, 1e-10)
+    assert mirrored is (None if name == "pattern_nonsymmetric" else want[0])
+    assert _by_path(A, "mirrors") == _by_path(A, "sums") == want
 
 
 def test_not_square():
