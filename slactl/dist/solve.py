@@ -9,9 +9,9 @@ overlapping additive Schwarz (:mod:`slactl.dist.schwarz`: restricted by default,
 ``restricted=False``).
 
 Gradients follow :mod:`slactl.engine.linear.adjoint`: one autograd Function whose backward runs the
-transposed distributed solve ``A^T lam = g`` (transposed operator, transposed local
-preconditioners: nothing is set up again) and returns ``dL/db = lam`` and
-``dL/dA[i, j] = -lam[i] x[j]`` on this rank's local pattern, ``x`` including its ghosts.
+adjoint distributed solve ``A^H lam = g`` (the transposed operator and transposed local
+preconditioners between two conjugations: nothing is set up again) and returns ``dL/db = lam`` and
+``dL/dA[i, j] = -lam[i] conj(x[j])`` on this rank's local pattern, ``x`` including its ghosts.
 """
 
 from __future__ import annotations
@@ -124,17 +124,21 @@ class _DistAdjointSolve(torch.autograd.Function):
         values, x = ctx.saved_tensors
         A = ctx.A
         M = ctx.M.transpose() if hasattr(ctx.M, "transpose") else ctx.M
+        complex_ = values.is_complex()
         with torch.no_grad():
-            adjoint = METHODS[ctx.method](DistOperator(A, transpose=True), g.detach().contiguous(),
+            # A^H lam = g; for a complex A solved as A^T conj(lam) = conj(g) (the transposed
+            # operator and preconditioners, no new set-up), as the engine's Prepared.adjoint does
+            rhs = g.detach().conj_physical() if complex_ else g.detach()
+            adjoint = METHODS[ctx.method](DistOperator(A, transpose=True), rhs.contiguous(),
                                           preconditioner=M, **ctx.options)
             adjoint.raise_if_failed()
-            lam = adjoint.x
+            lam = adjoint.x.conj_physical() if complex_ else adjoint.x
             grad_values = None
             if ctx.needs_input_grad[0]:
                 # x with its ghosts: every rank takes part in this exchange (SPMD), so the gradient
                 # of the values must be asked for on all ranks or on none.
                 xfull = torch.cat([x, A.plan.start(x).wait()])
-                grad_values = -sampled_product(A.local.pattern, lam, xfull, batched=False)
+                grad_values = -sampled_product(A.local.pattern, lam, xfull.conj(), batched=False)
         return grad_values, lam if ctx.needs_input_grad[1] else None, None, None, None, None, None, None
 
 
