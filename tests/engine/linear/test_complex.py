@@ -18,6 +18,7 @@ import slactl
 from slactl.engine.linear.api import prepare
 from slactl.engine.linear.dispatch import select
 from slactl.engine.linear.structure import analyze
+from slactl.errors import BackendUnavailableError
 
 from .systems import convection_diffusion, poisson2d
 
@@ -149,3 +150,47 @@ def test_values_that_are_a_lazy_conjugate_view(method, preconditioner):
 
     _compare(A, b, lambda M, bb: slactl.solve(conjugated_twice(M), bb, method=method,
                                                preconditioner=preconditioner, rtol=TIGHT))
+
+
+GPU_CASES = [  # on CUDA: cuDSS (direct, where installed) and the Krylov methods
+    ("nonsymmetric", "direct", "auto"),
+    ("nonsymmetric", "gmres", "jacobi"),
+    ("nonsymmetric", "bicgstab", "none"),
+    ("hermitian", "direct", "auto"),
+    ("hermitian", "cg", "jacobi"),
+    ("hermitian", "minres", "none"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("system,method,preconditioner", GPU_CASES, ids=["-".join(c) for c in GPU_CASES])
+def test_gradients_match_dense_autograd_on_the_gpu(system, method, preconditioner):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    A = SYSTEMS[system]().to("cuda")
+    b = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.complex128).cuda()
+    try:
+        _compare_on(A, b, lambda M, bb: slactl.solve(M, bb, method=method, preconditioner=preconditioner,
+                                                      rtol=TIGHT, maxiter=5000))
+    except BackendUnavailableError as exc:  # no cuDSS/cupyx on this machine
+        pytest.skip(str(exc))
+
+
+def _compare_on(A: slactl.SparseMatrix, b: torch.Tensor, solve) -> None:
+    """:func:`_compare` with the dense reference on the CPU (torch.linalg.solve, autograd)."""
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(b.shape, generator=g, dtype=torch.complex128)
+    r = torch.rand(b.shape, generator=g, dtype=torch.float64)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return (w.to(x.device) * x).sum().abs() + (r.to(x.device) * x.abs() ** 2).sum()
+
+    Ah = A.to("cpu")
+    results = []
+    for run, dev in ((lambda v, bb: solve(A.with_values(v), bb), A.device),
+                     (lambda v, bb: _dense_solve(_dense(Ah, v), bb), torch.device("cpu"))):
+        v, bb = A.values.detach().to(dev).clone().requires_grad_(), b.detach().to(dev).clone().requires_grad_()
+        x = run(v, bb)
+        results.append(tuple(t.cpu() for t in (x.detach(), *torch.autograd.grad(loss(x), (v, bb)))))
+    for got, want, what in zip(results[0], results[1], ("x", "grad values", "grad b")):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=lambda m, what=what: f"{what}: {m}")
