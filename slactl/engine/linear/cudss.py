@@ -143,8 +143,12 @@ class _SharedSolver:
     def __init__(self, pattern: Pattern, values: torch.Tensor, system_type: str, hybrid_limit: int | None = None):
         import nvmath.sparse.advanced as nsa
 
-        kinds = {"spd": nsa.DirectSolverMatrixType.SPD, "symmetric": nsa.DirectSolverMatrixType.SYMMETRIC,
-                 "general": nsa.DirectSolverMatrixType.GENERAL}
+        T = nsa.DirectSolverMatrixType
+        if values.is_complex():  # "symmetric" means hermitian for a complex matrix (structure.analyze);
+            # cuDSS's SYMMETRIC would read a complex one as A^T = A and solve the wrong system
+            kinds = {"spd": T.HPD, "symmetric": T.HERMITIAN, "general": T.GENERAL}
+        else:
+            kinds = {"spd": T.SPD, "symmetric": T.SYMMETRIC, "general": T.GENERAL}
         options = dict(sparse_system_type=kinds[system_type], blocking=True)
         mtlib = _threading_layer()
         if mtlib is not None:
