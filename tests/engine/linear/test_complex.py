@@ -78,20 +78,22 @@ def _dense_solve(D: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _compare(A: slactl.SparseMatrix, b: torch.Tensor, solve) -> None:
-    """``solve(A_v, b)`` against dense torch.linalg.solve: x, and the gradients w.r.t. the values and
-    b of a real, non-holomorphic loss (a complex cotangent and ``|x|^2``)."""
+    """``solve(A_v, b)`` on A's device against dense torch.linalg.solve on the CPU: x, and the
+    gradients w.r.t. the values and b of a real, non-holomorphic loss (a complex cotangent and ``|x|^2``)."""
     g = torch.Generator().manual_seed(2)
     w = torch.randn(b.shape, generator=g, dtype=torch.complex128)
     r = torch.rand(b.shape, generator=g, dtype=torch.float64)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        return (w * x).sum().abs() + (r * x.abs() ** 2).sum()
+        return (w.to(x.device) * x).sum().abs() + (r.to(x.device) * x.abs() ** 2).sum()
 
+    Ah = A.to("cpu")
     results = []
-    for run in (lambda v, bb: solve(A.with_values(v), bb), lambda v, bb: _dense_solve(_dense(A, v), bb)):
-        v, bb = A.values.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    for run, dev in ((lambda v, bb: solve(A.with_values(v), bb), A.device),
+                     (lambda v, bb: _dense_solve(_dense(Ah, v), bb), torch.device("cpu"))):
+        v, bb = A.values.detach().to(dev).clone().requires_grad_(), b.detach().to(dev).clone().requires_grad_()
         x = run(v, bb)
-        results.append((x.detach(), *torch.autograd.grad(loss(x), (v, bb))))
+        results.append(tuple(t.cpu() for t in (x.detach(), *torch.autograd.grad(loss(x), (v, bb)))))
     for got, want, what in zip(results[0], results[1], ("x", "grad values", "grad b")):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=lambda m, what=what: f"{what}: {m}")
 
@@ -170,27 +172,8 @@ def test_gradients_match_dense_autograd_on_the_gpu(system, method, preconditione
     A = SYSTEMS[system]().to("cuda")
     b = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.complex128).cuda()
     try:
-        _compare_on(A, b, lambda M, bb: slactl.solve(M, bb, method=method, preconditioner=preconditioner,
+        _compare(A, b, lambda M, bb: slactl.solve(M, bb, method=method, preconditioner=preconditioner,
                                                       rtol=TIGHT, maxiter=5000))
     except BackendUnavailableError as exc:  # no cuDSS/cupyx on this machine
         pytest.skip(str(exc))
 
-
-def _compare_on(A: slactl.SparseMatrix, b: torch.Tensor, solve) -> None:
-    """:func:`_compare` with the dense reference on the CPU (torch.linalg.solve, autograd)."""
-    g = torch.Generator().manual_seed(2)
-    w = torch.randn(b.shape, generator=g, dtype=torch.complex128)
-    r = torch.rand(b.shape, generator=g, dtype=torch.float64)
-
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        return (w.to(x.device) * x).sum().abs() + (r.to(x.device) * x.abs() ** 2).sum()
-
-    Ah = A.to("cpu")
-    results = []
-    for run, dev in ((lambda v, bb: solve(A.with_values(v), bb), A.device),
-                     (lambda v, bb: _dense_solve(_dense(Ah, v), bb), torch.device("cpu"))):
-        v, bb = A.values.detach().to(dev).clone().requires_grad_(), b.detach().to(dev).clone().requires_grad_()
-        x = run(v, bb)
-        results.append(tuple(t.cpu() for t in (x.detach(), *torch.autograd.grad(loss(x), (v, bb)))))
-    for got, want, what in zip(results[0], results[1], ("x", "grad values", "grad b")):
-        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=lambda m, what=what: f"{what}: {m}")
