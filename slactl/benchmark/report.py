@@ -162,14 +162,35 @@ def markdown(rows: list[Row], cfg: Config, m: dict[str, Any], command: str) -> s
 
 
 def append_markdown(path: Path, text: str) -> None:
-    """Append ``text`` as a new section at the end of ``path`` (read just before, so others' appends stay)."""
-    path = Path(path)
-    if not path.exists():
-        path.write_text("# Benchmark results\n")
-    existing = path.read_text()
-    sep = "" if existing.endswith("\n\n") else ("\n" if existing.endswith("\n") else "\n\n")
-    with open(path, "a") as f:
-        f.write(sep + text)
+    """Append ``text`` as a new section at the end of ``path`` (a new file gets a heading), whole
+    or not at all, without losing a section another process appends at the same time.
+
+    The file is locked (``flock``) and its end read under the lock, so concurrent appends queue
+    instead of overwriting each other (a copy-and-rename would keep only the last one). The section
+    goes out in one ``write`` on an ``O_APPEND`` descriptor, and a write that fails or stops short
+    (a full disk, an interrupt) is cut back to the old length: never half a section."""
+    import fcntl
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            sep = "# Benchmark results\n\n"
+        else:
+            with open(path, "rb") as f:  # the last two bytes: how many newlines the file ends with
+                f.seek(max(size - 2, 0))
+                tail = f.read()
+            sep = "" if tail.endswith(b"\n\n") else ("\n" if tail.endswith(b"\n") else "\n\n")
+        data = (sep + text).encode()
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(28, "No space left on device (short write)", str(path))
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def json_safe(value: Any) -> Any:

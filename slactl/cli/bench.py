@@ -128,7 +128,7 @@ def _write_outputs(rows, cfg, machine: dict, command: str, append: Optional[Path
     from slactl.errors import OutputError
 
     for path, option, write in (
-        (append, "--append", lambda: _append_atomically(append, report.markdown(rows, cfg, machine, command))),
+        (append, "--append", lambda: report.append_markdown(append, report.markdown(rows, cfg, machine, command))),
         (plot, "--plot", lambda: _plot_atomically(rows, cfg, plot, machine)),
     ):
         if path is None:
@@ -139,22 +139,6 @@ def _write_outputs(rows, cfg, machine: dict, command: str, append: Optional[Path
             # atomic_output words the error after the path; the OSError beneath says what went wrong
             cause = exc.__cause__ if isinstance(exc, OutputError) and isinstance(exc.__cause__, OSError) else exc
             raise OutputError(f"{option} {path}: {cause.strerror or cause}; the results are printed above") from None
-
-
-def _append_atomically(path: Path, text: str) -> None:
-    """Append a section to ``path`` as a whole: a copy gets the section, then replaces the file, so
-    that a Ctrl-C or a full disk leaves the file as it was, never half a section (main's
-    _interrupted says outputs are atomic). A symbolic link is followed: its target is replaced."""
-    import shutil
-
-    from slactl.benchmark import report
-    from slactl.io.atomic import atomic_output
-
-    path = path.resolve()
-    with atomic_output(path, force=True) as tmp:
-        if path.exists():
-            shutil.copy(path, tmp)  # the data and the permissions
-        report.append_markdown(tmp, text)  # (starts a new file with its heading when there was none)
 
 
 def _plot_atomically(rows, cfg, path: Path, machine: dict) -> None:

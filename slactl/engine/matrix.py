@@ -28,11 +28,17 @@ def _as_index(t: Any, name: str, device: torch.device | None) -> torch.Tensor:
     return t.to(torch.int64)
 
 
+def resolved(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached, with a lazy conjugate or negative bit (``torch.conj(t)``, the ``.imag`` of
+    such a view) materialized: what NumPy, CuPy and DLPack consumers need, since they read the raw
+    memory (NumPy refuses such a view; CuPy would silently read it unconjugated). A no-op for an
+    ordinary tensor."""
+    return t.detach().resolve_conj().resolve_neg()
+
+
 def host_numpy(t: torch.Tensor) -> np.ndarray:
-    """``t`` as a NumPy array on the host, detached. ``Tensor.numpy()`` refuses lazy views with
-    the conjugate or negative bit set (``torch.conj(t)``, the ``.imag`` of such a view); they are
-    materialized here first (a no-op for an ordinary tensor)."""
-    return t.detach().cpu().resolve_conj().resolve_neg().numpy()
+    """``t`` as a NumPy array on the host, detached, lazy views materialized (:func:`resolved`)."""
+    return resolved(t.cpu()).numpy()
 
 
 # dtypes NumPy and SciPy's sparse routines compute in (no bfloat16; float16 only partly)

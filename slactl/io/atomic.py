@@ -54,7 +54,7 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
+def _signals_deferred() -> Iterator[list[int]]:
     """Hold SIGINT and SIGTERM until the block ends: a Ctrl-C then lands after the old output is
     replaced, never between the two renames of a directory swap.
 
@@ -65,7 +65,7 @@ def _signals_deferred() -> Iterator[None]:
     Whatever must happen before a held signal takes effect belongs inside the block: SIGTERM's
     default action ends the process the moment it is re-delivered, with no ``finally`` run."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     received: list[int] = []
     previous = {}
@@ -74,7 +74,7 @@ def _signals_deferred() -> Iterator[None]:
         if handler is not None:  # None: installed from C, cannot be put back
             previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
     try:
-        yield
+        yield received  # the signals held so far (the block may finish its work before they land)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -103,16 +103,24 @@ def _install(tmp: Path, path: Path) -> None:
     # Directories cannot be swapped atomically with the standard library: park the old one under
     # a hidden name first, and put it back if the second rename fails, so that the user's data is
     # never left under the hidden name. Signals wait until both renames are done and the parked
-    # copy is removed: a SIGTERM re-delivered earlier would end the process and leave it behind.
+    # copy is renamed to a .partial- name (the debris a killed writer may leave, which no reader
+    # takes): a SIGTERM re-delivered earlier would end the process with it under the .old- name.
+    # The removal runs after the signals are released (a large old store takes seconds to delete,
+    # and a Ctrl-C then must not wait for it), unless a signal arrived during the swap: then it
+    # runs first, since the re-delivered signal would leave the debris behind.
     old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    with _signals_deferred():
+    with _signals_deferred() as held:
         os.rename(path, old)
         try:
             os.rename(tmp, path)
         except BaseException:
             os.rename(old, path)
             raise
-        _remove(old)
+        debris = partial_name(path)
+        os.rename(old, debris)
+        if held:  # a signal waits: it lands after the clean-up, so that it leaves nothing behind
+            _remove(debris)
+    _remove(debris)  # (a Ctrl-C now may leave the .partial- debris, never the user's data)
 
 
 def _output_error(exc: OSError, path: Path, tmp: Path) -> OutputError | None:

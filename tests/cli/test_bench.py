@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -150,30 +151,64 @@ def _interrupt_after(partial):
     return write
 
 
-def _half_a_section(path, text):
-    with open(path, "a") as f:
-        f.write("## a new")
-
-
-def test_an_interrupted_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
-    """Ctrl-C says that outputs are atomic: --append adds its section whole or not at all."""
+@pytest.mark.parametrize("failure", ["short", "interrupt"])
+def test_an_interrupted_append_leaves_the_file_as_it_was(tmp_path, monkeypatch, failure):
+    """Ctrl-C says that outputs are atomic: --append adds its section whole or not at all, even
+    when the write stops half-way (a full disk) or an interrupt comes right after it."""
     from slactl.benchmark import report
     from slactl.cli.bench import _write_outputs
+    from slactl.errors import OutputError
 
     path = tmp_path / "RESULTS.md"
     path.write_text("# Benchmark results\n\nearlier sections\n")
     path.chmod(0o640)
     monkeypatch.setattr(report, "markdown", lambda *a: "## a new section\n")
-    monkeypatch.setattr(report, "append_markdown", _interrupt_after(_half_a_section))
-    with pytest.raises(KeyboardInterrupt):
+    real_write = os.write
+
+    def half_write(fd, data):
+        n = real_write(fd, data[: len(data) // 2])
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+        return n
+
+    monkeypatch.setattr(report.os, "write", half_write)
+    with pytest.raises(KeyboardInterrupt if failure == "interrupt" else OutputError):
         _write_outputs([], None, {}, "slactl bench", path, None)
     assert path.read_text() == "# Benchmark results\n\nearlier sections\n"
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]  # no temporary file left behind
-    monkeypatch.undo()
-    monkeypatch.setattr(report, "markdown", lambda *a: "## a new section\n")
+    monkeypatch.setattr(report.os, "write", real_write)
     _write_outputs([], None, {}, "slactl bench", path, None)
     assert path.read_text() == "# Benchmark results\n\nearlier sections\n\n## a new section\n"
-    assert path.stat().st_mode & 0o777 == 0o640  # replaced by a copy that kept the permissions
+    assert path.stat().st_mode & 0o777 == 0o640  # the file itself, appended to
+
+
+def _append_sections(path, who):
+    """One bench run's --append, 25 times (in a forked process: the patch stays there)."""
+    from slactl.benchmark import report
+    from slactl.cli.bench import _write_outputs
+
+    for i in range(25):
+        report.markdown = lambda *a, i=i: f"## {who}-{i}\n"
+        _write_outputs([], None, {}, "slactl bench", path, None)
+
+
+def test_concurrent_appends_keep_every_section(tmp_path):
+    """Several bench runs appending to one results file at once: no section is lost or split (a
+    copy-and-rename append would keep only the last writer's copy)."""
+    import multiprocessing as mp
+
+    path = tmp_path / "RESULTS.md"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_sections, args=(path, w)) for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    text = path.read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sorted(sections) == sorted(f"## {w}-{i}" for w in range(6) for i in range(25))
+    assert text.startswith("# Benchmark results\n\n## ") and "\n\n\n" not in text
 
 
 def test_an_interrupted_plot_leaves_the_old_one(tmp_path, monkeypatch):

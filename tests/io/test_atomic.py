@@ -62,7 +62,7 @@ def test_ctrl_c_during_a_swap_lands_after_it(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         with atomic_output(path, force=True) as tmp:
             _store(tmp, "new")
-    assert len(calls) == 2
+    assert len(calls) == 3  # park the old store, move the new one, rename the old one to debris
     assert (path / "data").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
 
@@ -152,3 +152,33 @@ def test_every_distinct_signal_held_during_a_swap_is_delivered(tmp_path, monkeyp
     assert seen == [signal.SIGTERM]
     assert (path / "data").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_ctrl_c_while_the_old_store_is_deleted_is_not_held(tmp_path, monkeypatch):
+    """Deleting a large old store takes seconds: a Ctrl-C then lands at once (the new store is in
+    place; the old one may stay behind as hidden .partial- debris, which no reader takes)."""
+    import time
+
+    path = tmp_path / "a.zarr"
+    _store(path, "old")
+    real_remove = atomic._remove
+    calls = []
+
+    def slow_remove(p):
+        calls.append(p)
+        if len(calls) == 1:  # the old store's removal: a Ctrl-C arrives during it
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+            calls.append("finished")
+        real_remove(p)
+
+    monkeypatch.setattr(atomic, "_remove", slow_remove)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(path, force=True) as tmp:
+            _store(tmp, "new")
+    assert time.monotonic() - t0 < 4 and "finished" not in calls
+    assert (path / "data").read_text() == "new"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[-1] == "a.zarr" and all(n.startswith(".a.zarr.partial-") for n in names[:-1])

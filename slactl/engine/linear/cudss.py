@@ -251,6 +251,11 @@ class CuDSSFactorization(DirectPrepared):
     def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
         return _columns(lambda col: self._shared.solve_column(self, col), b)
 
+    def adjoint(self) -> Prepared:
+        if self.system_type != "general":
+            return self  # A^H = A (hermitian or real symmetric): no conjugated copy of A to build
+        return super().adjoint()
+
     def transpose(self) -> Prepared:
         if self.system_type != "general":
             # symmetric (complex: hermitian, A^T = conj(A)); adjoint() conjugates this back to self

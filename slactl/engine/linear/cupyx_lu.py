@@ -11,7 +11,7 @@ import time
 import torch
 
 from slactl.engine.linear.base import DirectPrepared
-from slactl.engine.matrix import SparseMatrix
+from slactl.engine.matrix import SparseMatrix, resolved
 from slactl.errors import BackendUnavailableError, StructureError
 
 
@@ -31,7 +31,7 @@ class CupyxFactorization(DirectPrepared):
             if A.shape[0] != A.shape[1]:
                 raise StructureError(f"a direct solve needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
             csr = csp.csr_matrix(
-                (cp.asarray(A.values.detach()), cp.asarray(A.pattern.col), cp.asarray(A.pattern.crow)),
+                (cp.asarray(resolved(A.values)), cp.asarray(A.pattern.col), cp.asarray(A.pattern.crow)),
                 shape=A.shape,
             )
             try:
@@ -43,7 +43,7 @@ class CupyxFactorization(DirectPrepared):
         self._lu = _lu
 
     def _apply_inverse(self, b: torch.Tensor) -> torch.Tensor:
-        x = self._lu.solve(self._cp.asarray(b.detach().contiguous()), trans="T" if self.transposed else "N")
+        x = self._lu.solve(self._cp.asarray(resolved(b).contiguous()), trans="T" if self.transposed else "N")
         return torch.as_tensor(x, device=b.device)
 
     def transpose(self) -> "CupyxFactorization":

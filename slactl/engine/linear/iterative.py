@@ -43,6 +43,11 @@ class KrylovPrepared(Prepared):
         res = METHODS[self.method](self.A, b, **kwargs)
         return res.x, res.status, res.iterations, res.residual_norms, res
 
+    def adjoint(self) -> Prepared:
+        if self.method in SYMMETRIC_METHODS:
+            return self  # A^H = A (hermitian or real symmetric): no conjugated copy of A to build
+        return super().adjoint()
+
     def transpose(self) -> Prepared:
         if self.method in SYMMETRIC_METHODS:
             # A is symmetric (complex: hermitian, A^T = conj(A)), and so is the preconditioner

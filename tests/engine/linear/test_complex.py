@@ -137,6 +137,20 @@ def test_transpose_and_adjoint_solve_with_the_transpose_and_the_adjoint(system, 
         torch.testing.assert_close(x, torch.linalg.solve(M, b), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("method", ["cg", "minres"])
+def test_a_hermitian_solver_is_its_own_adjoint(method, monkeypatch):
+    """The backward of a hermitian solve reuses the solver as it is: no conjugated copy of A."""
+    from slactl.engine.linear import base
+
+    def refuse(self, inner):
+        raise AssertionError("a conjugated copy of A was built")
+
+    A = _hermitian()
+    b = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(8), dtype=torch.complex128)
+    monkeypatch.setattr(base.Conjugated, "__init__", refuse)
+    _compare(A, b, lambda M, bb: slactl.solve(M, bb, method=method, rtol=TIGHT, maxiter=5000))
+
+
 @pytest.mark.parametrize("method,preconditioner", [("direct", "auto"), ("gmres", "ilu0")])
 def test_values_that_are_a_lazy_conjugate_view(method, preconditioner):
     """Values with the conjugate bit set (``A.map(torch.conj)``): SuperLU and ILU(0) read them
@@ -154,26 +168,37 @@ def test_values_that_are_a_lazy_conjugate_view(method, preconditioner):
                                                preconditioner=preconditioner, rtol=TIGHT))
 
 
-GPU_CASES = [  # on CUDA: cuDSS (direct, where installed) and the Krylov methods
-    ("nonsymmetric", "direct", "auto"),
-    ("nonsymmetric", "gmres", "jacobi"),
-    ("nonsymmetric", "bicgstab", "none"),
-    ("hermitian", "direct", "auto"),
-    ("hermitian", "cg", "jacobi"),
-    ("hermitian", "minres", "none"),
+GPU_CASES = [  # on CUDA: cuDSS and cupyx (direct, where installed) and the Krylov methods
+    ("nonsymmetric", "direct", "cudss", "auto"),
+    ("nonsymmetric", "direct", "cupyx", "auto"),
+    ("nonsymmetric", "gmres", "auto", "jacobi"),
+    ("nonsymmetric", "bicgstab", "auto", "none"),
+    ("hermitian", "direct", "cudss", "auto"),
+    ("hermitian", "direct", "cupyx", "auto"),
+    ("hermitian", "cg", "auto", "jacobi"),
+    ("hermitian", "minres", "auto", "none"),
 ]
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("system,method,preconditioner", GPU_CASES, ids=["-".join(c) for c in GPU_CASES])
-def test_gradients_match_dense_autograd_on_the_gpu(system, method, preconditioner):
+@pytest.mark.parametrize("lazy", [False, True], ids=["plain", "lazy-conj"])
+@pytest.mark.parametrize("system,method,backend,preconditioner", GPU_CASES, ids=["-".join(c) for c in GPU_CASES])
+def test_gradients_match_dense_autograd_on_the_gpu(system, method, backend, preconditioner, lazy):
+    """With ``lazy``, the values and b are lazy conjugate views (the conj bit set): CuPy reads raw
+    memory, so they must be materialized before it sees them."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     A = SYSTEMS[system]().to("cuda")
     b = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.complex128).cuda()
+
+    def run(M: slactl.SparseMatrix, bb: torch.Tensor) -> torch.Tensor:
+        if lazy:
+            M, bb = M.map(torch.conj_physical).map(torch.conj), torch.conj(torch.conj_physical(bb))
+            assert M.values.is_conj() and bb.is_conj()
+        return slactl.solve(M, bb, method=method, backend=backend, preconditioner=preconditioner,
+                            rtol=TIGHT, maxiter=5000)
+
     try:
-        _compare(A, b, lambda M, bb: slactl.solve(M, bb, method=method, preconditioner=preconditioner,
-                                                      rtol=TIGHT, maxiter=5000))
+        _compare(A, b, run)
     except BackendUnavailableError as exc:  # no cuDSS/cupyx on this machine
         pytest.skip(str(exc))
-

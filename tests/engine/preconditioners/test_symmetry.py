@@ -108,6 +108,11 @@ def test_paths_share_one_tolerance(name):
     assert _by_path(A, "mirrors") == _by_path(A, "sums") == want
 
 
+@pytest.mark.parametrize("path", ["mirrors", "sums"])
+def test_empty_matrix_is_symmetric(path):
+    assert _by_path(slactl.SparseMatrix.from_scipy(sp.csr_matrix((0, 0))), path) == (True, True)
+
+
 def test_not_square():
     assert symmetry(slactl.SparseMatrix.from_scipy(sp.random(5, 7, density=0.5, random_state=1, format="csr"))) == (False, False)
 
